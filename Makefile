@@ -1,0 +1,38 @@
+# Flashsale developer commands. `make demo` and `make test` install what is missing first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install demo up test lint typecheck proto proto-check unit integration clean
+
+install:
+	@scripts/bootstrap.sh
+
+demo: install
+	$(PY) -m flashsale.cli demo
+
+up: install
+	$(PY) -m flashsale.cli up
+
+test: install lint typecheck proto-check
+	$(PY) -m pytest -q
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+proto: install
+	PYTHON=$(PY) scripts/gen_proto.sh
+
+proto-check: proto
+	@git diff --exit-code --stat -- services/flashsale_api || (echo "generated stubs drifted from proto/: run make proto and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- services/flashsale_api)" || (echo "untracked generated stubs: run make proto and commit" >&2; exit 1)
+
+clean:
+	rm -rf var reports .pytest_cache .mypy_cache

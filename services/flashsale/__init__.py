@@ -1,0 +1,1 @@
+"""Flashsale: a flash-sale platform that sells exactly its stock, fairly, within per-user limits."""

@@ -1,0 +1,215 @@
+"""Storage behind one interface: a SQLite adapter (the default) and a PostgreSQL adapter.
+
+SQL is written once with `?` placeholders and portable types; migrations may use `{serial_pk}`
+for an auto-increment primary key and `{blob}` for bytes. Work runs in a worker thread, one transaction per call.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import psycopg
+import psycopg_pool
+
+from flashsale.common import errors
+from flashsale.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+
+
+class Tx(Protocol):
+    """A running transaction."""
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; return the affected row count."""
+        ...
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        """Run a statement once per parameter row."""
+        ...
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """Run a query; return its first row or None."""
+        ...
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run a query; return every row."""
+        ...
+
+
+class Database(abc.ABC):
+    """A service's database: transactions, migrations, and async execution in worker threads."""
+
+    dialect: str
+    serial_pk: str
+    blob: str
+
+    def __init__(self, workers: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[Tx]:
+        """Open a transaction committed on success, rolled back on error."""
+
+    def migrate(self, migrations: Sequence[str]) -> None:
+        """Apply the migrations not applied yet, in order, each in its own transaction."""
+        with self.transaction() as tx:
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+        for version, script in enumerate(migrations, start=1):
+            with self.transaction() as tx:
+                self._lock_migrations(tx)
+                if tx.fetchone("SELECT version FROM schema_migrations WHERE version = ?", (version,)):
+                    continue
+                for statement in script.format(serial_pk=self.serial_pk, blob=self.blob).split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+                log.info("migrated", extra={"version": version})
+
+    def _lock_migrations(self, tx: Tx) -> None:
+        """Serialise concurrent migrators (a no-op where writers are already serialised)."""
+
+    def run_sync(self, work: Callable[[Tx], T]) -> T:
+        """Run work in one transaction in the calling thread."""
+        with self.transaction() as tx:
+            return work(tx)
+
+    async def run(self, work: Callable[[Tx], T]) -> T:
+        """Run work in one transaction in a worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_sync, work)
+
+    def close(self) -> None:
+        """Release connections and worker threads."""
+        self._executor.shutdown(wait=True)
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        self._conn.executemany(sql, rows)
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+class SqliteDatabase(Database):
+    """One SQLite file per service; writers serialised by one connection and a lock (WAL, synchronous=FULL)."""
+
+    dialect = "sqlite"
+    serial_pk = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    blob = "BLOB"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(workers=1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        super().close()
+        self._conn.close()
+
+
+class _PostgresTx:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return self._conn.execute(self._sql(sql), params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(self._sql(sql), rows)
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        row: Row | None = self._conn.execute(self._sql(sql), params).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return self._conn.execute(self._sql(sql), params).fetchall()
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through a psycopg connection pool; the service's tables live in a schema of its own."""
+
+    dialect = "postgres"
+    serial_pk = "BIGSERIAL PRIMARY KEY"
+    blob = "BYTEA"
+
+    def __init__(self, dsn: str, schema: str, pool_size: int) -> None:
+        super().__init__(workers=pool_size)
+        self.schema = schema
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        self._pool = psycopg_pool.ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"options": f"-c search_path={schema}"},
+            check=psycopg_pool.ConnectionPool.check_connection,
+            open=True,
+        )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield _PostgresTx(conn)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise errors.TemporaryError(f"database unavailable: {exc}") from exc
+
+    def _lock_migrations(self, tx: Tx) -> None:
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (self.schema,))
+
+    def close(self) -> None:
+        super().close()
+        self._pool.close()
+
+
+def open_database(settings: Settings, service: str) -> Database:
+    """The database of one service, chosen by FLASHSALE_DB_BACKEND."""
+    if settings.db_backend == "postgres":
+        return PostgresDatabase(settings.postgres_dsn, f"{service}_svc", settings.postgres_pool_size)
+    return SqliteDatabase(settings.sqlite_dir / f"{service}.db")

@@ -1,0 +1,46 @@
+"""Building and reading event envelopes."""
+
+from __future__ import annotations
+
+import uuid
+
+from google.protobuf import any_pb2, message
+
+from flashsale.common import errors, timeutil
+from flashsale_api.v1 import events_pb2
+
+
+def envelope(event_type: str, key: str, payload: message.Message, source: str) -> events_pb2.EventEnvelope:
+    """Wrap a payload in a new envelope with a fresh event id and the current time."""
+    packed = any_pb2.Any()
+    packed.Pack(payload)
+    return events_pb2.EventEnvelope(
+        event_id=uuid.uuid4().hex,
+        type=event_type,
+        occurred_at=timeutil.to_timestamp(timeutil.now_ms()),
+        key=key,
+        source=source,
+        payload=packed,
+    )
+
+
+def decode(raw: bytes | None) -> events_pb2.EventEnvelope:
+    """Parse an envelope, raising PermanentEventError when it is malformed."""
+    if not raw:
+        raise errors.PermanentEventError("empty message")
+    env = events_pb2.EventEnvelope()
+    try:
+        env.ParseFromString(raw)
+    except Exception as exc:
+        raise errors.PermanentEventError(f"not an EventEnvelope: {exc}") from None
+    if not env.event_id or not env.type or not env.HasField("payload"):
+        raise errors.PermanentEventError("envelope lacks event_id, type or payload")
+    return env
+
+
+def unpack(env: events_pb2.EventEnvelope, into: message.Message) -> None:
+    """Unpack the payload into a message of the expected type, or raise PermanentEventError."""
+    if not env.payload.Unpack(into):
+        raise errors.PermanentEventError(
+            f"{env.type}: payload is {env.payload.type_url}, expected {into.DESCRIPTOR.full_name}"
+        )

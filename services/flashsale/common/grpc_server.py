@@ -1,0 +1,145 @@
+"""Runs a grpc.aio server with health, reflection, domain-error mapping and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from flashsale.common import errors
+
+log = logging.getLogger(__name__)
+
+Registrar = Callable[[grpc.aio.Server], None]
+ShutdownHook = Callable[[], Coroutine[Any, Any, None]]
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except errors.DomainError as exc:
+            await context.abort(exc.code, exc.detail(), trailing_metadata=(("field", exc.field),))
+
+    return wrapper
+
+
+def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except errors.DomainError as exc:
+            await context.abort(exc.code, exc.detail(), trailing_metadata=(("field", exc.field),))
+
+    return wrapper
+
+
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Turns a DomainError raised by a servicer into its gRPC status, with the field in the trailers."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+class GrpcService:
+    """One process's gRPC server plus the background tasks and shutdown hooks around it."""
+
+    def __init__(self, name: str, address: str, service_names: Sequence[str]) -> None:
+        self.name = name
+        self.address = address
+        self.service_names = list(service_names)
+        self.server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._shutdown: list[ShutdownHook] = []
+        self.port = 0
+
+    def register(self, registrar: Registrar) -> None:
+        """Add a servicer to the server."""
+        registrar(self.server)
+
+    def add_background(self, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a coroutine for the life of the server; it is cancelled at shutdown."""
+        self._background.append(factory)
+
+    def on_shutdown(self, hook: ShutdownHook) -> None:
+        """Run a hook after the server stopped taking requests (in registration order)."""
+        self._shutdown.append(hook)
+
+    async def start(self) -> None:
+        """Bind, start serving and mark every service SERVING."""
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, self.server)
+        self.port = self.server.add_insecure_port(self.address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot bind gRPC address {self.address}")
+        await self.server.start()
+        for name in ["", *self.service_names]:
+            await _set_status(self.health, name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"address": self.address, "port": self.port})
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Mark NOT_SERVING, drain in-flight calls, then run the shutdown hooks."""
+        for name in ["", *self.service_names]:
+            await _set_status(self.health, name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        for hook in self._shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        log.info("stopped")
+
+    async def run_until_signalled(self) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        tasks = [asyncio.create_task(factory()) for factory in self._background]
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                log.error("background task failed", exc_info=task.exception())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.stop()
+
+
+async def _set_status(servicer: Any, name: str, status: Any) -> None:
+    result = servicer.set(name, status)
+    if asyncio.iscoroutine(result):
+        await result

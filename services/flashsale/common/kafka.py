@@ -1,0 +1,227 @@
+"""Kafka producer and consumer helpers (confluent-kafka).
+
+The producer is idempotent (acks=all). The consumer commits an offset only after its handler
+processed the message; a malformed message goes to the topic's dead-letter topic with the reason,
+and a temporary failure is retried with backoff without committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import confluent_kafka
+import confluent_kafka.admin as admin
+
+from flashsale.common import errors, events, timeutil, topics
+from flashsale_api.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[events_pb2.EventEnvelope], None]
+
+
+def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    client = admin.AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(client.list_topics(timeout=timeout).topics)
+    new_topic = admin.NewTopic  # type: ignore[attr-defined]
+    wanted = [new_topic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+    if not wanted:
+        return
+    for name, future in client.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            future.result()
+        except confluent_kafka.KafkaException as exc:
+            if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        log.info("topic ready", extra={"topic": name})
+
+
+class EventProducer:
+    """An idempotent producer of envelopes; `publish` resolves once the broker acknowledged."""
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self._producer = confluent_kafka.Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": client_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "compression.type": "lz4",
+            }
+        )
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name=f"{client_id}-producer", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def produce(
+        self, topic: str, key: str, value: bytes, on_done: Callable[[confluent_kafka.KafkaError | None], None]
+    ) -> None:
+        """Queue one message; on_done runs in the poller thread with the delivery error or None."""
+        while True:
+            try:
+                self._producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda err, _msg: on_done(err))
+                return
+            except BufferError:
+                time.sleep(0.01)
+
+    async def publish(self, topic: str, env: events_pb2.EventEnvelope) -> None:
+        """Send one envelope and wait for the acknowledgement."""
+        await self.publish_many([(topic, env)])
+
+    async def publish_many(self, items: Sequence[tuple[str, events_pb2.EventEnvelope]]) -> None:
+        """Send envelopes in order and wait until the broker acknowledged all of them."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for topic, env in items:
+            fut: asyncio.Future[None] = loop.create_future()
+            futures.append(fut)
+            self.produce(topic, env.key, env.SerializeToString(), _resolver(loop, fut))
+        for fut in futures:
+            await fut
+
+    def publish_sync(self, topic: str, key: str, value: bytes, timeout: float = 30.0) -> None:
+        """Send one raw message from a plain thread and wait for the acknowledgement."""
+        done = threading.Event()
+        failure: list[confluent_kafka.KafkaError] = []
+
+        def on_done(err: confluent_kafka.KafkaError | None) -> None:
+            if err is not None:
+                failure.append(err)
+            done.set()
+
+        self.produce(topic, key, value, on_done)
+        if not done.wait(timeout):
+            raise errors.TemporaryError(f"no acknowledgement from Kafka for {topic} within {timeout}s")
+        if failure:
+            raise errors.TemporaryError(f"Kafka refused the message for {topic}: {failure[0]}")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued and stop the poller."""
+        self._producer.flush(timeout)
+        self._stop.set()
+        self._poller.join()
+
+
+def _resolver(
+    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]
+) -> Callable[[confluent_kafka.KafkaError | None], None]:
+    def done(err: confluent_kafka.KafkaError | None) -> None:
+        def settle() -> None:
+            if fut.done():
+                return
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(errors.TemporaryError(f"Kafka delivery failed: {err}"))
+
+        loop.call_soon_threadsafe(settle)
+
+    return done
+
+
+class EventConsumer:
+    """Consumes envelopes in a thread: handle, then commit; malformed → dead letter; temporary → retry."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        subscriptions: Sequence[str],
+        handler: Handler,
+        producer: EventProducer,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._consumer = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 1000,
+            }
+        )
+        self._group = group_id
+        self._subscriptions = list(subscriptions)
+        self._handler = handler
+        self._producer = producer
+        self._max_backoff = max_backoff_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"{group_id}-consumer", daemon=True)
+
+    def start(self) -> None:
+        """Subscribe and start consuming in the background."""
+        self._consumer.subscribe(self._subscriptions)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the message in hand, commit, and close."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                msg = self._consumer.poll(0.2)
+                if msg is None:
+                    continue
+                failure = msg.error()
+                if failure is not None:
+                    if failure.code() != confluent_kafka.KafkaError._PARTITION_EOF:
+                        log.warning("consumer error", extra={"error": str(failure)})
+                    continue
+                if self._process(msg):
+                    self._consumer.commit(message=msg, asynchronous=False)
+        except Exception:
+            log.exception("consumer loop crashed", extra={"group": self._group})
+            raise
+        finally:
+            self._consumer.close()
+
+    def _process(self, msg: confluent_kafka.Message) -> bool:
+        """Handle one message; True when its offset may be committed."""
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self._handler(events.decode(msg.value()))
+                return True
+            except errors.PermanentEventError as exc:
+                self._dead_letter(msg, str(exc))
+                return True
+            except errors.TemporaryError as exc:
+                log.warning("retrying event", extra={"reason": str(exc), "backoff_s": backoff})
+            except Exception as exc:
+                log.exception("event handler failed; retrying")
+                if backoff >= self._max_backoff:
+                    self._dead_letter(msg, f"handler failed repeatedly: {exc!r}")
+                    return True
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+        return False
+
+    def _dead_letter(self, msg: confluent_kafka.Message, reason: str) -> None:
+        topic = msg.topic() or "unknown"
+        letter = events_pb2.DeadLetter(
+            topic=topic,
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            key=msg.key() or b"",
+            value=msg.value() or b"",
+            reason=reason,
+            consumer=self._group,
+            failed_at=timeutil.to_timestamp(timeutil.now_ms()),
+        )
+        key = (msg.key() or b"").decode(errors="replace")
+        self._producer.publish_sync(topics.dead_letter(topic), key, letter.SerializeToString())
+        log.warning("dead-lettered", extra={"topic": topic, "offset": msg.offset(), "reason": reason})

@@ -1,0 +1,72 @@
+"""What every service process wires the same way: logging, database, Kafka, outbox relay, consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from flashsale.common import database, grpc_server, kafka, logs, outbox, topics
+from flashsale.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ServiceRuntime:
+    """The shared parts of one service process, built by `build_runtime` and closed at shutdown."""
+
+    name: str
+    settings: Settings
+    db: database.Database
+    producer: kafka.EventProducer
+    relay: outbox.OutboxRelay
+    server: grpc_server.GrpcService
+
+    def consume(self, subscriptions: Sequence[str], handler: kafka.Handler, group: str | None = None) -> None:
+        """Consume topics with a handler for the life of the process (commit after processing)."""
+        consumer = kafka.EventConsumer(
+            self.settings.kafka_bootstrap,
+            group or f"flashsale-{self.name}",
+            subscriptions,
+            handler,
+            self.producer,
+        )
+
+        async def stop() -> None:
+            await asyncio.to_thread(consumer.stop)
+
+        self.server.add_background(_started(consumer))
+        self.server.on_shutdown(stop)
+
+
+def _started(consumer: kafka.EventConsumer) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def run() -> None:
+        consumer.start()
+        await asyncio.Event().wait()
+
+    return run
+
+
+def build_runtime(
+    name: str, settings: Settings, address: str, service_names: Sequence[str], migrations: Sequence[str]
+) -> ServiceRuntime:
+    """Configure logging, open and migrate the database, connect Kafka and create the gRPC server."""
+    logs.configure_logging(name, settings.log_level, settings.log_format)
+    db = database.open_database(settings, name)
+    db.migrate([outbox.MIGRATION, *migrations])
+    kafka.ensure_topics(settings.kafka_bootstrap, topics.ALL, settings.kafka_partitions)
+    producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}")
+    relay = outbox.OutboxRelay(db, producer)
+    server = grpc_server.GrpcService(name, address, service_names)
+    server.add_background(relay.run)
+
+    async def close() -> None:
+        await relay.relay_once()
+        await asyncio.to_thread(producer.close)
+        await asyncio.to_thread(db.close)
+
+    server.on_shutdown(close)
+    return ServiceRuntime(name, settings, db, producer, relay, server)

@@ -1,0 +1,79 @@
+"""Typed settings read once from FLASHSALE_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+import pydantic_settings
+
+ENV_PREFIX = "FLASHSALE_"
+
+
+class ConfigError(Exception):
+    """A configuration variable is missing or has a bad value; the message names it."""
+
+
+class Settings(pydantic_settings.BaseSettings):
+    """Every setting of every Flashsale process; each process reads the ones it needs."""
+
+    model_config = pydantic_settings.SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = pydantic.Field(
+        "INFO", description="Log level of every process."
+    )
+    log_format: Literal["json", "text"] = pydantic.Field("json", description="Structured JSON or plain text logs.")
+    kafka_bootstrap: str = pydantic.Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_partitions: int = pydantic.Field(8, ge=1, le=256, description="Partitions of topics the services create.")
+    db_backend: Literal["sqlite", "postgres"] = pydantic.Field("sqlite", description="Storage backend.")
+    sqlite_dir: Path = pydantic.Field(Path("var"), description="Folder of the SQLite files, one per service.")
+    postgres_dsn: str = pydantic.Field(
+        "postgresql://postgres@127.0.0.1:5432/flashsale",
+        description="PostgreSQL DSN; each service keeps its tables in a schema of its own.",
+    )
+    postgres_pool_size: int = pydantic.Field(8, ge=1, le=200, description="Connections per service pool.")
+    user_addr: str = pydantic.Field("127.0.0.1:50051", description="gRPC address of the user service.")
+    product_addr: str = pydantic.Field("127.0.0.1:50052", description="gRPC address of the product service.")
+    sales_addr: str = pydantic.Field("127.0.0.1:50053", description="gRPC address of the sales service.")
+    order_addr: str = pydantic.Field("127.0.0.1:50054", description="gRPC address of the order service.")
+    notification_addr: str = pydantic.Field("127.0.0.1:50055", description="gRPC address of the notification service.")
+    gateway_host: str = pydantic.Field("127.0.0.1", description="Interface the HTTP gateway binds.")
+    gateway_port: int = pydantic.Field(8080, ge=1, le=65535, description="Port of the HTTP gateway.")
+    jwt_secret: pydantic.SecretStr = pydantic.Field(
+        pydantic.SecretStr(""), description="HMAC key signing access tokens (required by the user service)."
+    )
+    jwt_ttl_s: int = pydantic.Field(3600, ge=60, description="Lifetime of an access token in seconds.")
+    verification_ttl_s: int = pydantic.Field(86400, ge=60, description="Lifetime of an e-mail verification token.")
+    payment_window_s: float = pydantic.Field(900.0, gt=0, description="Time an order waits for payment.")
+    expiry_scan_s: float = pydantic.Field(1.0, gt=0, description="How often the order service expires orders.")
+    smtp_host: str = pydantic.Field("127.0.0.1", description="SMTP server for e-mail notifications.")
+    smtp_port: int = pydantic.Field(8025, ge=1, le=65535, description="SMTP port.")
+    smtp_sender: str = pydantic.Field("noreply@flashsale.local", description="From address of e-mails.")
+    sms_url: str = pydantic.Field("", description="HTTP endpoint of the SMS provider; empty disables SMS.")
+    delivery_attempts: int = pydantic.Field(5, ge=1, le=20, description="Attempts per notification delivery.")
+    delivery_backoff_s: float = pydantic.Field(0.2, gt=0, description="First retry delay, doubled each attempt.")
+    gateway_rate_limit_per_s: float = pydantic.Field(
+        50.0, gt=0, description="Requests per second per client allowed by the gateway."
+    )
+    gateway_rate_burst: int = pydantic.Field(100, ge=1, description="Burst of requests allowed by the gateway.")
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, failing fast with the variable's name."""
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("; ".join(problems)) from None
+
+
+def require_secret(value: pydantic.SecretStr, field: str) -> str:
+    """Return a secret's value or fail naming its variable when it is empty."""
+    raw = value.get_secret_value()
+    if not raw:
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: must be set")
+    return raw
