@@ -80,6 +80,7 @@ class GrpcService:
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._shutdown: list[ShutdownHook] = []
         self.port = 0
+        self._tasks: list[asyncio.Task[None]] = []
 
     def register(self, registrar: Registrar) -> None:
         """Add a servicer to the server."""
@@ -118,25 +119,42 @@ class GrpcService:
                 log.exception("shutdown hook failed")
         log.info("stopped")
 
+    async def start_all(self) -> None:
+        """Start serving and launch the background tasks."""
+        await self.start()
+        self._tasks = [asyncio.create_task(factory()) for factory in self._background]
+
+    async def stop_all(self) -> None:
+        """Cancel the background tasks and shut down gracefully."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.stop()
+
+    async def __aenter__(self) -> GrpcService:
+        await self.start_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_all()
+
     async def run_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+        """Serve until SIGTERM or SIGINT (or a background task fails), then shut down gracefully."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        tasks = [asyncio.create_task(factory()) for factory in self._background]
+        await self.start_all()
         waiter = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not waiter and task.exception() is not None:
+            if task is not waiter and not task.cancelled() and task.exception() is not None:
                 log.error("background task failed", exc_info=task.exception())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.stop()
+        waiter.cancel()
+        await self.stop_all()
 
 
 async def _set_status(servicer: Any, name: str, status: Any) -> None:

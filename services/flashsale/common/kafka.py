@@ -140,13 +140,14 @@ class EventConsumer:
         handler: Handler,
         producer: EventProducer,
         max_backoff_s: float = 5.0,
+        offset_reset: str = "earliest",
     ) -> None:
         self._consumer = confluent_kafka.Consumer(
             {
                 "bootstrap.servers": bootstrap,
                 "group.id": group_id,
                 "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
+                "auto.offset.reset": offset_reset,
                 "session.timeout.ms": 10000,
                 "heartbeat.interval.ms": 1000,
             }

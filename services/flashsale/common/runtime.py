@@ -25,14 +25,25 @@ class ServiceRuntime:
     relay: outbox.OutboxRelay
     server: grpc_server.GrpcService
 
-    def consume(self, subscriptions: Sequence[str], handler: kafka.Handler, group: str | None = None) -> None:
-        """Consume topics with a handler for the life of the process (commit after processing)."""
+    def consume(
+        self,
+        subscriptions: Sequence[str],
+        handler: kafka.Handler,
+        group: str | None = None,
+        offset_reset: str = "earliest",
+    ) -> None:
+        """Consume topics with a handler (run in a consumer thread) for the life of the process.
+
+        The group defaults to one per service; a per-instance group with offset_reset="latest"
+        suits live fan-out (every replica sees every event from now on).
+        """
         consumer = kafka.EventConsumer(
             self.settings.kafka_bootstrap,
             group or f"flashsale-{self.name}",
             subscriptions,
             handler,
             self.producer,
+            offset_reset=offset_reset,
         )
 
         async def stop() -> None:
