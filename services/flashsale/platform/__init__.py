@@ -1,0 +1,1 @@
+"""Local, real backends (Kafka, PostgreSQL) started as processes for development and tests."""
