@@ -1,0 +1,1 @@
+"""The demo flash sale: simulated shoppers through the gateway, and the report."""

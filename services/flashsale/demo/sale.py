@@ -1,0 +1,185 @@
+"""`flashsale demo`: start the platform, run one flash sale with simulated shoppers, report, stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich import console as rich_console
+from rich import progress, table
+
+from flashsale.demo import report, shoppers
+from flashsale.platform import supervisor
+
+log = logging.getLogger(__name__)
+
+
+def _iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _bar(con: rich_console.Console) -> progress.Progress:
+    return progress.Progress(
+        progress.TextColumn("{task.description}"),
+        progress.BarColumn(),
+        progress.MofNCompleteColumn(),
+        progress.TimeElapsedColumn(),
+        console=con,
+    )
+
+
+async def run_sale(
+    platform: supervisor.LocalPlatform, args: argparse.Namespace, con: rich_console.Console
+) -> dict[str, Any]:
+    """The demo sale itself, against a running platform."""
+    limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+    admin = {"X-Admin-Key": platform.admin_key}
+    async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=60.0, limits=limits) as client:
+        product = shoppers._check(
+            await client.post(
+                "/v1/products",
+                json={"name": "Limited sneaker", "description": "Demo drop", "base_price_cents": 19900},
+                headers=admin,
+            ),
+            "create product",
+            201,
+        )
+        run_id = int(time.time())
+        crowd = [
+            shoppers.Shopper(f"shopper{i}-{run_id}@demo.flashsale.local", f"pw-{i}-secret!")
+            for i in range(args.shoppers)
+        ]
+        gate = asyncio.Semaphore(64)
+
+        async def onboard(s: shoppers.Shopper) -> None:
+            async with gate:
+                await shoppers.onboard(client, platform.mail, s)
+
+        with _bar(con) as bar:
+            task = bar.add_task("register, verify by e-mail, log in", total=len(crowd))
+            for fut in asyncio.as_completed([onboard(s) for s in crowd]):
+                await fut
+                bar.advance(task)
+
+        starts = time.time() + 2.0
+        sale = shoppers._check(
+            await client.post(
+                "/v1/sales",
+                json={
+                    "product_id": product["product_id"],
+                    "price_cents": 9900,
+                    "stock": args.stock,
+                    "per_user_limit": args.limit,
+                    "starts_at": _iso(starts),
+                    "ends_at": _iso(starts + 600),
+                },
+                headers=admin,
+            ),
+            "create sale",
+            201,
+        )
+        sale_id = str(sale["sale_id"])
+        await asyncio.sleep(max(0.0, starts - time.time()))
+        attempts: list[report.Attempt] = []
+        with _bar(con) as bar:
+            task = bar.add_task(f"{len(crowd)} shoppers buy at {_iso(starts)}", total=len(crowd))
+            for pending in asyncio.as_completed([shoppers.buy(client, sale_id, s) for s in crowd]):
+                attempts.append(await pending)
+                bar.advance(task)
+
+        by_email = {s.email: s for s in crowd}
+        accepted = [a for a in attempts if a.outcome == "ACCEPTED"]
+        orders = [await shoppers.order_of(client, by_email[a.user], a.request_id) for a in accepted]
+        to_pay = int(len(orders) * args.pay_fraction)
+        paid = 0
+        for order, attempt in zip(orders[:to_pay], accepted[:to_pay], strict=True):
+            shoppers._check(
+                await client.post(
+                    f"/v1/orders/{order['order_id']}/pay",
+                    json={"payment_token": "tok_visa"},
+                    headers=by_email[attempt.user].headers,
+                ),
+                "pay",
+            )
+            paid += 1
+        expired = 0
+        con.print(f"paid {paid} orders; waiting for the other {len(orders) - to_pay} to expire")
+        for order, attempt in zip(orders[to_pay:], accepted[to_pay:], strict=True):
+            await shoppers.wait_for_status(
+                client, by_email[attempt.user], order["order_id"], "EXPIRED", args.payment_window + 30
+            )
+            expired += 1
+        stats = await _wait_released(
+            client, sale_id, args.stock, paid_quantity=sum(a.quantity for a in accepted[:to_pay])
+        )
+        return report.build_report(
+            stock=args.stock, limit=args.limit, attempts=attempts, paid=paid, expired=expired, server_stats=stats
+        )
+
+
+async def _wait_released(client: httpx.AsyncClient, sale_id: str, stock: int, paid_quantity: int) -> dict[str, Any]:
+    """Wait until the stock of expired orders is back in the sale, and return the sale's counters."""
+    deadline = time.monotonic() + 30
+    while True:
+        stats = shoppers._check(await client.get(f"/v1/sales/{sale_id}/stats"), "sale stats")
+        if int(stats.get("remaining", -1)) == stock - paid_quantity or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.25)
+
+
+def _print(con: rich_console.Console, result: dict[str, Any], path: Path) -> None:
+    grid = table.Table(title="Flashsale demo report")
+    grid.add_column("metric")
+    grid.add_column("value", justify="right")
+    for key in (
+        "stock",
+        "sold",
+        "paid",
+        "expired",
+        "rejected",
+        "errors",
+        "oversold",
+        "per_user_violations",
+        "p50_ms",
+        "p99_ms",
+    ):
+        grid.add_row(key, str(result[key]))
+    con.print(grid)
+    con.print(f"report written to {path}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the demo; exit status 0 when the sale kept every invariant."""
+    logging.basicConfig(level=logging.WARNING)
+    con = rich_console.Console()
+    data_dir = Path(args.data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    options = supervisor.PlatformOptions(
+        data_dir=data_dir,
+        backend="postgres" if args.postgres else "sqlite",
+        extra_env=(
+            ("FLASHSALE_PAYMENT_WINDOW_S", str(args.payment_window)),
+            ("FLASHSALE_EXPIRY_SCAN_S", "0.5"),
+            ("FLASHSALE_GATEWAY_RATE_LIMIT_PER_S", "100000"),
+            ("FLASHSALE_GATEWAY_RATE_BURST", "100000"),
+            ("FLASHSALE_LOG_LEVEL", "WARNING"),
+        ),
+    )
+    con.print("starting the platform (Kafka, services, gateway)…")
+    with supervisor.LocalPlatform(options) as platform:
+        con.print(f"platform up: gateway {platform.gateway_url}")
+        result = asyncio.run(run_sale(platform, args, con))
+    path = Path(args.report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    _print(con, result, path)
+    ok = result["oversold"] == 0 and result["per_user_violations"] == 0 and 0 < result["sold"] <= result["stock"]
+    return 0 if ok else 1
