@@ -59,6 +59,16 @@ class Settings(pydantic_settings.BaseSettings):
     gateway_rate_burst: int = pydantic.Field(100, ge=1, description="Burst of requests allowed by the gateway.")
 
 
+def env_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every setting, for the README."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "" if isinstance(default, pydantic.SecretStr) else str(default)
+        rows.append((ENV_PREFIX + name.upper(), shown, field.description or ""))
+    return rows
+
+
 def load_settings() -> Settings:
     """Read the settings from the environment, failing fast with the variable's name."""
     try:

@@ -1,0 +1,168 @@
+"""The shared adapters against real backends: database (SQLite and PostgreSQL), Kafka consumer, outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import confluent_kafka
+import pytest
+
+from flashsale.common import database, errors, events, outbox
+from flashsale.common import kafka as kafka_io
+from flashsale.common.settings import Settings
+from flashsale.platform import kafka_broker
+from flashsale_api.v1 import events_pb2
+
+MIGRATIONS = ["CREATE TABLE items (id TEXT PRIMARY KEY, qty BIGINT NOT NULL)"]
+
+
+def _db(settings: Settings) -> database.Database:
+    db = database.open_database(settings, f"t{uuid.uuid4().hex[:8]}")
+    db.migrate([outbox.MIGRATION, *MIGRATIONS])
+    return db
+
+
+async def test_transactions_commit_or_roll_back(backend_settings: Settings) -> None:
+    db = _db(backend_settings)
+    try:
+        await db.run(lambda tx: tx.execute("INSERT INTO items (id, qty) VALUES (?, ?)", ("a", 1)))
+
+        def fails(tx: database.Tx) -> None:
+            tx.execute("UPDATE items SET qty = 99 WHERE id = ?", ("a",))
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await db.run(fails)
+        assert await db.run(lambda tx: tx.fetchone("SELECT qty FROM items WHERE id = ?", ("a",))) == (1,)
+    finally:
+        db.close()
+
+
+async def test_migrations_are_applied_once(backend_settings: Settings) -> None:
+    db = _db(backend_settings)
+    try:
+        db.migrate([outbox.MIGRATION, *MIGRATIONS])  # again: nothing to do, no error
+        versions = await db.run(lambda tx: tx.fetchall("SELECT version FROM schema_migrations ORDER BY version"))
+        assert versions == [(1,), (2,)]
+    finally:
+        db.close()
+
+
+async def test_conditional_decrement_never_goes_below_zero_under_concurrency(backend_settings: Settings) -> None:
+    db = _db(backend_settings)
+    try:
+        await db.run(lambda tx: tx.execute("INSERT INTO items (id, qty) VALUES (?, ?)", ("hot", 10)))
+
+        def take(tx: database.Tx) -> int:
+            return tx.execute("UPDATE items SET qty = qty - 1 WHERE id = ? AND qty > 0", ("hot",))
+
+        taken = await asyncio.gather(*(db.run(take) for _ in range(40)))
+        assert sum(taken) == 10
+        assert await db.run(lambda tx: tx.fetchone("SELECT qty FROM items WHERE id = ?", ("hot",))) == (0,)
+    finally:
+        db.close()
+
+
+def _consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[confluent_kafka.Message]:
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    got: list[confluent_kafka.Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < expect and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                got.append(msg)
+    finally:
+        consumer.close()
+    return got
+
+
+def _envelope(key: str) -> events_pb2.EventEnvelope:
+    return events.envelope("user.verified", key, events_pb2.UserVerified(user_id=key, email="a@b.cd"), "test")
+
+
+async def test_outbox_relay_publishes_committed_events_in_order(
+    backend_settings: Settings, kafka: kafka_broker.KafkaBroker
+) -> None:
+    topic = f"t.outbox.{uuid.uuid4().hex[:8]}"
+    db = _db(backend_settings)
+    pub = _producer(kafka)
+    try:
+        envs = [_envelope(f"k{i}") for i in range(5)]
+
+        def store(tx: database.Tx) -> None:
+            for env in envs:
+                outbox.add(tx, topic, env)
+
+        await db.run(store)
+        relay = outbox.OutboxRelay(db, pub)
+        assert await relay.relay_once() == 5
+        assert await relay.relay_once() == 0
+        got = _consume_all(kafka.bootstrap_servers, topic, 5)
+        ids = [events.decode(m.value()).event_id for m in sorted(got, key=lambda m: m.offset())]
+        assert sorted(ids) == sorted(e.event_id for e in envs)
+    finally:
+        pub.close()
+        db.close()
+
+
+def _producer(broker: kafka_broker.KafkaBroker) -> kafka_io.EventProducer:
+    return kafka_io.EventProducer(broker.bootstrap_servers, f"test-{uuid.uuid4().hex[:6]}")
+
+
+def test_consumer_dead_letters_malformed_messages_and_goes_on(kafka: kafka_broker.KafkaBroker) -> None:
+    topic = f"t.consume.{uuid.uuid4().hex[:8]}"
+    pub = _producer(kafka)
+    handled: list[str] = []
+    done = threading.Event()
+
+    def handler(env: events_pb2.EventEnvelope) -> None:
+        handled.append(env.key)
+        done.set()
+
+    pub.publish_sync(topic, "bad", b"garbage")
+    good = _envelope("good")
+    pub.publish_sync(topic, good.key, good.SerializeToString())
+    consumer = kafka_io.EventConsumer(kafka.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}", [topic], handler, pub)
+    consumer.start()
+    try:
+        assert done.wait(30), "the good event after the malformed one was not handled"
+        letters = _consume_all(kafka.bootstrap_servers, f"{topic}.dlq", 1)
+        assert len(letters) == 1
+        letter = events_pb2.DeadLetter()
+        letter.ParseFromString(letters[0].value() or b"")
+        assert letter.value == b"garbage" and letter.topic == topic and letter.reason
+    finally:
+        consumer.stop()
+        pub.close()
+    assert handled == ["good"]
+
+
+def test_consumer_retries_temporary_failures_without_skipping(kafka: kafka_broker.KafkaBroker) -> None:
+    topic = f"t.retry.{uuid.uuid4().hex[:8]}"
+    pub = _producer(kafka)
+    calls: list[str] = []
+    done = threading.Event()
+
+    def flaky(env: events_pb2.EventEnvelope) -> None:
+        calls.append(env.key)
+        if len(calls) < 3:
+            raise errors.TemporaryError("database restarting")
+        done.set()
+
+    env = _envelope("once")
+    pub.publish_sync(topic, env.key, env.SerializeToString())
+    consumer = kafka_io.EventConsumer(kafka.bootstrap_servers, f"g-{uuid.uuid4().hex[:6]}", [topic], flaky, pub)
+    consumer.start()
+    try:
+        assert done.wait(30)
+    finally:
+        consumer.stop()
+        pub.close()
+    assert calls == ["once", "once", "once"]
