@@ -1,0 +1,1 @@
+"""REST/JSON gateway over the gRPC services: auth, rate limits, Server-Sent Events."""

@@ -1,0 +1,1 @@
+"""The gateway's routers, one module per area; each exposes `router()` building a fresh APIRouter."""
