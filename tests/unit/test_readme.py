@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from flashsale.common import settings
+from flashsale.gateway import settings as gateway_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -16,6 +17,6 @@ def test_quick_start_has_exactly_the_two_commands() -> None:
 
 def test_every_variable_is_documented_with_its_default() -> None:
     text = README.read_text()
-    for name, default, _ in settings.env_table():
-        shown = f"`{default}`" if default else "(empty)"
-        assert f"| `{name}` | {shown} |" in text, name
+    for model in (settings.Settings, gateway_settings.GatewaySettings):
+        for name, default, _ in settings.env_table(model):
+            assert f"| `{name}` | {default} |" in text, name

@@ -59,12 +59,17 @@ class Settings(pydantic_settings.BaseSettings):
     gateway_rate_burst: int = pydantic.Field(100, ge=1, description="Burst of requests allowed by the gateway.")
 
 
-def env_table() -> list[tuple[str, str, str]]:
-    """(variable, default, description) of every setting, for the README."""
+def env_table(model: type[pydantic_settings.BaseSettings] = Settings) -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every setting of a settings class, for the README."""
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name, field in model.model_fields.items():
         default = field.default
-        shown = "" if isinstance(default, pydantic.SecretStr) else str(default)
+        if field.is_required():
+            shown = "(required)"
+        elif isinstance(default, pydantic.SecretStr) or default == "":
+            shown = "(empty)"
+        else:
+            shown = f"`{default}`"
         rows.append((ENV_PREFIX + name.upper(), shown, field.description or ""))
     return rows
 
