@@ -90,9 +90,12 @@ class GrpcService:
         """Run a coroutine for the life of the server; it is cancelled at shutdown."""
         self._background.append(factory)
 
-    def on_shutdown(self, hook: ShutdownHook) -> None:
-        """Run a hook after the server stopped taking requests (in registration order)."""
-        self._shutdown.append(hook)
+    def on_shutdown(self, hook: ShutdownHook, *, first: bool = False) -> None:
+        """Run a hook after the server stopped taking requests (in registration order, or before the others)."""
+        if first:
+            self._shutdown.insert(0, hook)
+        else:
+            self._shutdown.append(hook)
 
     async def start(self) -> None:
         """Bind, start serving and mark every service SERVING."""

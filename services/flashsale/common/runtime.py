@@ -50,7 +50,7 @@ class ServiceRuntime:
             await asyncio.to_thread(consumer.stop)
 
         self.server.add_background(_started(consumer))
-        self.server.on_shutdown(stop)
+        self.server.on_shutdown(stop, first=True)  # consumers stop before the database and producer close
 
 
 def _started(consumer: kafka.EventConsumer) -> Callable[[], Coroutine[Any, Any, None]]:

@@ -1,0 +1,51 @@
+"""Wiring of the notification service process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from flashsale.common import grpc_server, runtime, topics
+from flashsale.common import settings as settings_mod
+from flashsale.notification import consumers, delivery, grpc_api, live, repository, service
+from flashsale_api.v1 import notification_pb2_grpc
+
+NAME = "notification"
+GROUP = "flashsale-notification"
+SUBSCRIPTIONS = (topics.USERS, topics.ORDERS, topics.SALES)
+
+
+def build(settings: settings_mod.Settings) -> grpc_server.GrpcService:
+    """Build the notification service (inside the running event loop)."""
+    rt = runtime.build_runtime(
+        NAME, settings, settings.notification_addr, [grpc_api.SERVICE_NAME], repository.MIGRATIONS
+    )
+    hub = live.Hub(asyncio.get_running_loop())
+    rt.server.add_background(hub.run)
+    sms = delivery.SmsSender(settings.sms_url) if settings.sms_url else None
+    email = delivery.EmailSender(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
+    handler = consumers.DeliveryHandler(rt.db, email, sms, settings.delivery_attempts, settings.delivery_backoff_s)
+    rt.consume(SUBSCRIPTIONS, handler, group=GROUP)
+    rt.consume(
+        SUBSCRIPTIONS,
+        consumers.LiveHandler(hub.publish_threadsafe),
+        group=f"{GROUP}-live-{uuid.uuid4().hex}",
+        offset_reset="latest",
+    )
+    servicer = grpc_api.NotificationServicer(service.NotificationService(rt.db, hub))
+    rt.server.register(lambda server: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, server))
+    return rt.server
+
+
+async def serve(settings: settings_mod.Settings) -> None:
+    """Run the notification service until SIGTERM or SIGINT."""
+    await build(settings).run_until_signalled()
+
+
+def main() -> None:
+    """Entry point: read FLASHSALE_* settings and serve."""
+    try:
+        settings = settings_mod.load_settings()
+        asyncio.run(serve(settings))
+    except settings_mod.ConfigError as exc:
+        raise SystemExit(f"notification: {exc}") from None

@@ -1,0 +1,1 @@
+"""User service: accounts, password hashes, e-mail verification and access tokens."""
