@@ -79,6 +79,8 @@ class OutboxRelay:
             env.ParseFromString(bytes(payload))
             items.append((str(topic), env))
         await self._producer.publish_many(items)
-        last = rows[-1][0]
-        await self._db.run(lambda tx: tx.execute("DELETE FROM outbox WHERE seq <= ?", (last,)))
+        # delete exactly what was published: a row with a lower seq may still commit after this read
+        seqs = [row[0] for row in rows]
+        marks = ", ".join("?" * len(seqs))
+        await self._db.run(lambda tx: tx.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", seqs))
         return len(rows)
