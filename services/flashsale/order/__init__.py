@@ -1,0 +1,1 @@
+"""Order service: orders from accepted purchases, payment, expiry and history."""

@@ -1,0 +1,37 @@
+"""Wiring of the order service process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flashsale.common import grpc_server, runtime, settings, topics
+from flashsale.order import consumers, grpc_api, payment, repository, service
+from flashsale_api.v1 import order_pb2, order_pb2_grpc
+
+SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+
+
+def build(config: settings.Settings, provider: payment.PaymentProvider | None = None) -> grpc_server.GrpcService:
+    """Build the order service (call inside the running event loop); the payment provider defaults to the simulator."""
+    rt = runtime.build_runtime("order", config, config.order_addr, [SERVICE_NAME], repository.MIGRATIONS)
+    orders = service.OrderService(rt.db, provider or payment.SimulatedProvider(), rt.relay.notify)
+    api = grpc_api.OrderApi(orders)
+    rt.server.register(lambda server: order_pb2_grpc.add_OrderServiceServicer_to_server(api, server))
+    loop = asyncio.get_running_loop()
+
+    def notify_from_thread() -> None:
+        loop.call_soon_threadsafe(rt.relay.notify)
+
+    rt.consume([topics.SALES], consumers.handler(rt.db, config.payment_window_s, notify_from_thread))
+    rt.server.add_background(lambda: orders.run_expiry(config.expiry_scan_s))
+    return rt.server
+
+
+async def _serve() -> None:
+    server = build(settings.load_settings())
+    await server.run_until_signalled()
+
+
+def main() -> None:
+    """Run the order service until SIGTERM or SIGINT."""
+    asyncio.run(_serve())

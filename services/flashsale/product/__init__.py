@@ -1,0 +1,1 @@
+"""Product service: catalogue, base prices, sale prices and the live stock display."""

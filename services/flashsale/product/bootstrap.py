@@ -1,0 +1,31 @@
+"""Wiring of the product service process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flashsale.common import grpc_server, runtime, settings, topics
+from flashsale.product import consumers, grpc_api, repository, service
+from flashsale_api.v1 import product_pb2, product_pb2_grpc
+
+SERVICE_NAME = product_pb2.DESCRIPTOR.services_by_name["ProductService"].full_name
+
+
+def build(config: settings.Settings) -> grpc_server.GrpcService:
+    """Build the product service (call inside the running event loop)."""
+    rt = runtime.build_runtime("product", config, config.product_addr, [SERVICE_NAME], repository.MIGRATIONS)
+    products = service.ProductService(rt.db, rt.relay.notify)
+    api = grpc_api.ProductApi(products)
+    rt.server.register(lambda server: product_pb2_grpc.add_ProductServiceServicer_to_server(api, server))
+    rt.consume([topics.SALES], consumers.handler(rt.db))
+    return rt.server
+
+
+async def _serve() -> None:
+    server = build(settings.load_settings())
+    await server.run_until_signalled()
+
+
+def main() -> None:
+    """Run the product service until SIGTERM or SIGINT."""
+    asyncio.run(_serve())

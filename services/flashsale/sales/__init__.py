@@ -1,0 +1,1 @@
+"""The sales service: flash sales, their stock, purchase decisions and reservations."""

@@ -1,0 +1,54 @@
+"""Wiring of the sales service process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from flashsale.common import grpc_server, runtime, topics
+from flashsale.common.settings import ConfigError, Settings, load_settings
+from flashsale.sales import catalog, consumers, grpc_api, repository, service
+from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
+
+NAME = "sales"
+CONSUMER_GROUP = "flashsale-sales"
+SERVICE_NAME = sales_pb2.DESCRIPTOR.services_by_name["SalesService"].full_name
+
+
+def build(settings: Settings, products: catalog.ProductCatalog | None = None) -> grpc_server.GrpcService:
+    """Build the sales server (call inside the running event loop).
+
+    `products` defaults to the gRPC adapter of the product service at settings.product_addr.
+    """
+    rt = runtime.build_runtime(NAME, settings, settings.sales_addr, [SERVICE_NAME], repository.MIGRATIONS)
+    if products is None:
+        adapter = catalog.GrpcProductCatalog(settings.product_addr)
+        rt.server.on_shutdown(adapter.close)
+        products = adapter
+    sales = service.SalesService(rt.db, rt.relay.notify, products)
+    servicer = grpc_api.SalesServicer(sales)
+    rt.server.register(lambda server: sales_pb2_grpc.add_SalesServiceServicer_to_server(servicer, server))
+    loop = asyncio.get_running_loop()
+
+    def notify_from_thread() -> None:
+        loop.call_soon_threadsafe(rt.relay.notify)
+
+    rt.consume([topics.ORDERS], consumers.order_events(sales, notify_from_thread), group=CONSUMER_GROUP)
+    return rt.server
+
+
+async def _serve(settings: Settings) -> None:
+    server = build(settings)
+    await server.run_until_signalled()
+
+
+def main() -> None:
+    """Run the sales service until SIGTERM / SIGINT."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"sales: {exc}") from None
+    asyncio.run(_serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Pure rules of the sales service: validation of sales and purchases, and the purchase decision.
+
+Nothing here does I/O, so the same rules serve the transactional repository of today and a
+partitioned single-writer pipeline later (which keeps the counters in memory and calls `decide`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from flashsale.common import errors, validation
+
+MAX_PRICE_CENTS = 10**10
+MAX_STOCK = 10**7
+MAX_PER_USER_LIMIT = 1000
+
+
+class Outcome(enum.Enum):
+    """The outcome of a purchase request; the value is the stored form and the rejection reason."""
+
+    ACCEPTED = "accepted"
+    SOLD_OUT = "sold_out"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    NOT_STARTED = "not_started"
+    ENDED = "ended"
+
+    @property
+    def accepted(self) -> bool:
+        """True for the one outcome that reserves stock."""
+        return self is Outcome.ACCEPTED
+
+    @property
+    def reason(self) -> str:
+        """The rejection reason carried by events: empty when accepted."""
+        return "" if self.accepted else self.value
+
+
+class ReservationStatus(enum.Enum):
+    """Lifecycle of a reservation: reserved, then confirmed (order paid) or released (stock back)."""
+
+    RESERVED = "reserved"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+
+
+@dataclasses.dataclass(frozen=True)
+class SaleSpec:
+    """A validated request to create a sale (times in epoch milliseconds)."""
+
+    product_id: str
+    price_cents: int
+    stock: int
+    per_user_limit: int
+    starts_at: int
+    ends_at: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Sale:
+    """A flash sale and its remaining stock."""
+
+    sale_id: str
+    product_id: str
+    price_cents: int
+    stock: int
+    per_user_limit: int
+    starts_at: int
+    ends_at: int
+    remaining: int
+    created_at: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PurchaseRequest:
+    """A validated purchase request (the quantity still has to be checked against its sale)."""
+
+    sale_id: str
+    user_id: str
+    quantity: int
+    request_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The recorded decision of one purchase request."""
+
+    request_id: str
+    sale_id: str
+    user_id: str
+    quantity: int
+    outcome: Outcome
+    reservation_id: str
+    decided_at: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PurchaseResult:
+    """A decision plus the sale's stock right after it (what the purchase.decided event reports)."""
+
+    decision: Decision
+    sale: Sale
+    remaining: int
+    first_time: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """Stock given back by an expired or cancelled order."""
+
+    sale: Sale
+    reservation_id: str
+    quantity: int
+    reason: str
+    remaining: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SaleStats:
+    """Counters of one sale."""
+
+    sale_id: str
+    stock: int
+    reserved: int
+    released: int
+    remaining: int
+    accepted_requests: int
+    rejected_requests: int
+
+
+def validate_sale(
+    product_id: str,
+    price_cents: int,
+    stock: int,
+    per_user_limit: int,
+    starts_at: int | None,
+    ends_at: int | None,
+) -> SaleSpec:
+    """Check a new sale's fields; raise InvalidArgument naming the first bad one."""
+    validation.identifier(product_id, "product_id")
+    validation.integer(price_cents, "price_cents", low=1, high=MAX_PRICE_CENTS)
+    validation.integer(stock, "stock", low=1, high=MAX_STOCK)
+    validation.integer(per_user_limit, "per_user_limit", low=1, high=MAX_PER_USER_LIMIT)
+    if starts_at is None:
+        raise errors.InvalidArgument("is required", "starts_at")
+    if ends_at is None:
+        raise errors.InvalidArgument("is required", "ends_at")
+    if ends_at <= starts_at:
+        raise errors.InvalidArgument("must be after starts_at", "ends_at")
+    return SaleSpec(product_id, price_cents, stock, per_user_limit, starts_at, ends_at)
+
+
+def validate_purchase(sale_id: str, user_id: str, quantity: int, request_id: str) -> PurchaseRequest:
+    """Check a purchase request's fields that do not depend on the sale."""
+    validation.identifier(request_id, "request_id")
+    validation.identifier(sale_id, "sale_id")
+    validation.identifier(user_id, "user_id")
+    if quantity < 1:
+        raise errors.InvalidArgument("must be at least 1", "quantity")
+    return PurchaseRequest(sale_id, user_id, quantity, request_id)
+
+
+def check_quantity(sale: Sale, quantity: int) -> None:
+    """A request may never ask for more than the sale's per-user limit."""
+    validation.integer(quantity, "quantity", low=1, high=sale.per_user_limit)
+
+
+def check_retry(existing: Decision, request: PurchaseRequest) -> None:
+    """A reused request id must describe the same purchase as the first time."""
+    same = (existing.sale_id, existing.user_id, existing.quantity) == (
+        request.sale_id,
+        request.user_id,
+        request.quantity,
+    )
+    if not same:
+        raise errors.InvalidArgument("already used for another purchase", "request_id")
+
+
+def window_outcome(sale: Sale, now: int) -> Outcome | None:
+    """NOT_STARTED before starts_at, ENDED from ends_at on, None while the sale is open."""
+    if now < sale.starts_at:
+        return Outcome.NOT_STARTED
+    if now >= sale.ends_at:
+        return Outcome.ENDED
+    return None
+
+
+def within_limit(bought: int, quantity: int, limit: int) -> bool:
+    """True when a user who holds `bought` may take `quantity` more under `limit`."""
+    return bought + quantity <= limit
+
+
+def in_stock(remaining: int, quantity: int) -> bool:
+    """True when `quantity` can be taken from `remaining`."""
+    return quantity <= remaining
+
+
+def decide(sale: Sale, now: int, bought: int, quantity: int, remaining: int) -> Outcome:
+    """The outcome of a request, in rule order: window, then per-user limit, then stock."""
+    closed = window_outcome(sale, now)
+    if closed is not None:
+        return closed
+    if not within_limit(bought, quantity, sale.per_user_limit):
+        return Outcome.LIMIT_EXCEEDED
+    if not in_stock(remaining, quantity):
+        return Outcome.SOLD_OUT
+    return Outcome.ACCEPTED
+
+
+ORDER_RELEASES = {"order.expired": "expired", "order.cancelled": "cancelled"}
+ORDER_CONFIRMS = "order.paid"
+
+
+def release_reason(event_type: str) -> str | None:
+    """The stock-release reason of an order event, or None when the event returns no stock."""
+    return ORDER_RELEASES.get(event_type)

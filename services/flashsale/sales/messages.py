@@ -1,0 +1,107 @@
+"""Domain objects as protobuf: gRPC responses and the event envelopes the sales service emits."""
+
+from __future__ import annotations
+
+from flashsale.common import events, timeutil
+from flashsale.sales import domain
+from flashsale_api.v1 import events_pb2, sales_pb2
+
+SOURCE = "sales"
+SALE_CREATED = "sale.created"
+PURCHASE_DECIDED = "purchase.decided"
+STOCK_RELEASED = "stock.released"
+
+_OUTCOMES = {
+    domain.Outcome.ACCEPTED: sales_pb2.PURCHASE_OUTCOME_ACCEPTED,
+    domain.Outcome.SOLD_OUT: sales_pb2.PURCHASE_OUTCOME_SOLD_OUT,
+    domain.Outcome.LIMIT_EXCEEDED: sales_pb2.PURCHASE_OUTCOME_LIMIT_EXCEEDED,
+    domain.Outcome.NOT_STARTED: sales_pb2.PURCHASE_OUTCOME_NOT_STARTED,
+    domain.Outcome.ENDED: sales_pb2.PURCHASE_OUTCOME_ENDED,
+}
+
+
+def sale(value: domain.Sale) -> sales_pb2.Sale:
+    """A sale as its gRPC message."""
+    return sales_pb2.Sale(
+        sale_id=value.sale_id,
+        product_id=value.product_id,
+        price_cents=value.price_cents,
+        stock=value.stock,
+        per_user_limit=value.per_user_limit,
+        starts_at=timeutil.to_timestamp(value.starts_at),
+        ends_at=timeutil.to_timestamp(value.ends_at),
+        remaining=value.remaining,
+    )
+
+
+def decision(value: domain.Decision) -> sales_pb2.PurchaseDecision:
+    """A decision as its gRPC message."""
+    return sales_pb2.PurchaseDecision(
+        request_id=value.request_id,
+        sale_id=value.sale_id,
+        user_id=value.user_id,
+        quantity=value.quantity,
+        outcome=_OUTCOMES[value.outcome],
+        reservation_id=value.reservation_id,
+        decided_at=timeutil.to_timestamp(value.decided_at),
+    )
+
+
+def stats(value: domain.SaleStats) -> sales_pb2.SaleStats:
+    """Sale counters as their gRPC message."""
+    return sales_pb2.SaleStats(
+        sale_id=value.sale_id,
+        stock=value.stock,
+        reserved=value.reserved,
+        released=value.released,
+        remaining=value.remaining,
+        accepted_requests=value.accepted_requests,
+        rejected_requests=value.rejected_requests,
+    )
+
+
+def sale_created(value: domain.Sale) -> events_pb2.EventEnvelope:
+    """The sale.created event of a new sale."""
+    payload = events_pb2.SaleCreated(
+        sale_id=value.sale_id,
+        product_id=value.product_id,
+        price_cents=value.price_cents,
+        stock=value.stock,
+        per_user_limit=value.per_user_limit,
+        starts_at=timeutil.to_timestamp(value.starts_at),
+        ends_at=timeutil.to_timestamp(value.ends_at),
+    )
+    return events.envelope(SALE_CREATED, value.sale_id, payload, SOURCE)
+
+
+def purchase_decided(result: domain.PurchaseResult) -> events_pb2.EventEnvelope:
+    """The purchase.decided event of a new decision, accepted or rejected."""
+    made = result.decision
+    payload = events_pb2.PurchaseDecided(
+        request_id=made.request_id,
+        sale_id=made.sale_id,
+        user_id=made.user_id,
+        quantity=made.quantity,
+        accepted=made.outcome.accepted,
+        reason=made.outcome.reason,
+        reservation_id=made.reservation_id,
+        price_cents=result.sale.price_cents,
+        product_id=result.sale.product_id,
+        remaining=result.remaining,
+        stock=result.sale.stock,
+    )
+    return events.envelope(PURCHASE_DECIDED, made.sale_id, payload, SOURCE)
+
+
+def stock_released(value: domain.Release) -> events_pb2.EventEnvelope:
+    """The stock.released event of a reservation whose order expired or was cancelled."""
+    payload = events_pb2.StockReleased(
+        sale_id=value.sale.sale_id,
+        reservation_id=value.reservation_id,
+        quantity=value.quantity,
+        reason=value.reason,
+        remaining=value.remaining,
+        product_id=value.sale.product_id,
+        stock=value.sale.stock,
+    )
+    return events.envelope(STOCK_RELEASED, value.sale.sale_id, payload, SOURCE)

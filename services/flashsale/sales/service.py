@@ -1,0 +1,187 @@
+"""The sales application service: one transaction per call, events through the outbox."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from flashsale.common import database, errors, events, outbox, timeutil, topics
+from flashsale.sales import catalog, domain, messages, repository
+from flashsale_api.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+
+
+class SalesService:
+    """Creates sales, decides purchases, and gives stock back when orders expire or are cancelled."""
+
+    def __init__(
+        self,
+        db: database.Database,
+        notify: Callable[[], None],
+        products: catalog.ProductCatalog,
+        clock: Clock = timeutil.now_ms,
+    ) -> None:
+        self._db = db
+        self._notify = notify
+        self._products = products
+        self._clock = clock
+
+    async def create_sale(self, spec: domain.SaleSpec) -> domain.Sale:
+        """Create a sale of an existing product and emit sale.created."""
+        if not await self._products.exists(spec.product_id):
+            raise errors.NotFound("no such product", "product_id")
+        sale = domain.Sale(
+            sale_id=uuid.uuid4().hex,
+            product_id=spec.product_id,
+            price_cents=spec.price_cents,
+            stock=spec.stock,
+            per_user_limit=spec.per_user_limit,
+            starts_at=spec.starts_at,
+            ends_at=spec.ends_at,
+            remaining=spec.stock,
+            created_at=self._clock(),
+        )
+
+        def work(tx: database.Tx) -> None:
+            repository.insert_sale(tx, sale)
+            outbox.add(tx, topics.SALES, messages.sale_created(sale))
+
+        await self._db.run(work)
+        self._notify()
+        log.info("sale created", extra={"sale_id": sale.sale_id, "product_id": sale.product_id, "stock": sale.stock})
+        return sale
+
+    async def get_sale(self, sale_id: str) -> domain.Sale:
+        """A sale by id, or NotFound."""
+        sale = await self._db.run(lambda tx: repository.get_sale(tx, sale_id))
+        if sale is None:
+            raise errors.NotFound("no such sale", "sale_id")
+        return sale
+
+    async def list_sales(self, product_id: str = "") -> list[domain.Sale]:
+        """Every sale, optionally of one product."""
+        return await self._db.run(lambda tx: repository.list_sales(tx, product_id))
+
+    async def purchase(self, request: domain.PurchaseRequest) -> domain.Decision:
+        """Decide a purchase request in one transaction (idempotent per request id)."""
+        now = self._clock()
+        reservation_id = uuid.uuid4().hex
+        result = await self._db.run(lambda tx: decide_purchase(tx, request, now, reservation_id))
+        if result.first_time:
+            self._notify()
+        return result.decision
+
+    async def get_purchase(self, request_id: str) -> domain.Decision:
+        """The decision recorded for a request id, or NotFound."""
+        found = await self._db.run(lambda tx: repository.get_decision(tx, request_id))
+        if found is None:
+            raise errors.NotFound("no decision for this request id", "request_id")
+        return found
+
+    async def stats(self, sale_id: str) -> domain.SaleStats:
+        """Counters of a sale, or NotFound."""
+
+        def work(tx: database.Tx) -> domain.SaleStats | None:
+            sale = repository.get_sale(tx, sale_id)
+            return repository.stats(tx, sale) if sale else None
+
+        found = await self._db.run(work)
+        if found is None:
+            raise errors.NotFound("no such sale", "sale_id")
+        return found
+
+    def on_order_event(self, env: events_pb2.EventEnvelope) -> bool:
+        """Apply an order event (consumer thread): release or confirm its reservation; True if events were added."""
+        reason = domain.release_reason(env.type)
+        if reason is None and env.type != domain.ORDER_CONFIRMS:
+            return False
+        order = events_pb2.OrderChanged()
+        events.unpack(env, order)
+        if not order.reservation_id:
+            raise errors.PermanentEventError(f"{env.type}: reservation_id is empty")
+        now = self._clock()
+
+        def work(tx: database.Tx) -> bool:
+            if not outbox.first_time(tx, env.event_id):
+                return False
+            if reason is None:
+                repository.mark_confirmed(tx, order.reservation_id, now)
+                return False
+            released = release_stock(tx, order.reservation_id, reason, now)
+            if released is None:
+                return False
+            outbox.add(tx, topics.SALES, messages.stock_released(released))
+            log.info(
+                "stock released",
+                extra={"sale_id": released.sale.sale_id, "reservation_id": released.reservation_id, "reason": reason},
+            )
+            return True
+
+        return self._db.run_sync(work)
+
+
+def decide_purchase(
+    tx: database.Tx, request: domain.PurchaseRequest, now: int, reservation_id: str
+) -> domain.PurchaseResult:
+    """The purchase path in one transaction: claim the request id, then window, limit and stock."""
+    sale = repository.get_sale(tx, request.sale_id)
+    if sale is None:
+        raise errors.NotFound("no such sale", "sale_id")
+    domain.check_quantity(sale, request.quantity)
+    if not repository.claim_request(tx, request, now):
+        existing = repository.get_decision(tx, request.request_id)
+        if existing is None:
+            raise errors.TemporaryError(f"request {request.request_id} is being decided; retry")
+        domain.check_retry(existing, request)
+        return domain.PurchaseResult(existing, sale, sale.remaining, first_time=False)
+    outcome = domain.window_outcome(sale, now)
+    left: int | None = None
+    if outcome is None:
+        bought = repository.add_to_counter(tx, sale.sale_id, request.user_id, request.quantity, sale.per_user_limit)
+        if bought is None:
+            outcome = domain.Outcome.LIMIT_EXCEEDED
+        else:
+            left = repository.take_stock(tx, sale.sale_id, request.quantity)
+            if left is None:
+                repository.take_from_counter(tx, sale.sale_id, request.user_id, request.quantity)
+                outcome = domain.Outcome.SOLD_OUT
+            else:
+                outcome = domain.Outcome.ACCEPTED
+    decision = domain.Decision(
+        request_id=request.request_id,
+        sale_id=sale.sale_id,
+        user_id=request.user_id,
+        quantity=request.quantity,
+        outcome=outcome,
+        reservation_id=reservation_id if outcome.accepted else "",
+        decided_at=now,
+    )
+    repository.record_decision(tx, decision)
+    if outcome.accepted:
+        repository.insert_reservation(tx, decision)
+    result = domain.PurchaseResult(
+        decision,
+        sale,
+        left if left is not None else repository.remaining(tx, sale.sale_id),
+        first_time=True,
+    )
+    outbox.add(tx, topics.SALES, messages.purchase_decided(result))
+    return result
+
+
+def release_stock(tx: database.Tx, reservation_id: str, reason: str, now: int) -> domain.Release | None:
+    """Give a still-reserved reservation's stock back to its sale and its buyer; None when nothing to do."""
+    held = repository.mark_released(tx, reservation_id, reason, now)
+    if held is None:
+        return None
+    sale_id, user_id, quantity = held
+    repository.take_from_counter(tx, sale_id, user_id, quantity)
+    left = repository.give_stock(tx, sale_id, quantity)
+    sale = repository.get_sale(tx, sale_id)
+    if sale is None:
+        raise LookupError(f"sale {sale_id} vanished")
+    return domain.Release(sale=sale, reservation_id=reservation_id, quantity=quantity, reason=reason, remaining=left)

@@ -1,0 +1,345 @@
+"""The order service against real Kafka and each storage backend: orders from decisions, payment, expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import confluent_kafka
+import grpc
+import pytest
+
+from flashsale.common import events, kafka, topics
+from flashsale.common.settings import Settings
+from flashsale.order import bootstrap
+from flashsale_api.v1 import events_pb2, order_pb2, order_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+Predicate = Callable[[events_pb2.EventEnvelope], bool]
+PENDING = order_pb2.ORDER_STATUS_PENDING_PAYMENT
+
+
+class TopicTap:
+    """Reads a topic from its current end in a thread and keeps every envelope it sees."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._consumer = confluent_kafka.Consumer(
+            {"bootstrap.servers": bootstrap_servers, "group.id": uuid.uuid4().hex, "enable.auto.commit": False}
+        )
+        self._next = self._ends()
+        self._consumer.assign([confluent_kafka.TopicPartition(topic, p, o) for p, o in self._next.items()])
+        self.seen: list[events_pb2.EventEnvelope] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _ends(self, wait_s: float = 30.0) -> dict[int, int]:
+        """The end offset of every partition (retried while a new topic elects its leaders)."""
+        probe = confluent_kafka.Consumer({"bootstrap.servers": self._bootstrap, "group.id": uuid.uuid4().hex})
+        deadline = time.monotonic() + wait_s
+        try:
+            while True:
+                try:
+                    meta = probe.list_topics(self._topic, timeout=10).topics[self._topic]
+                    return {
+                        p: probe.get_watermark_offsets(confluent_kafka.TopicPartition(self._topic, p), timeout=10)[1]
+                        for p in meta.partitions
+                    }
+                except confluent_kafka.KafkaException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            probe.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.1)
+            if msg is None or msg.error() is not None:
+                continue
+            env = events_pb2.EventEnvelope()
+            env.ParseFromString(msg.value() or b"")
+            with self._lock:
+                self.seen.append(env)
+                self._next[msg.partition() or 0] = (msg.offset() or 0) + 1
+        self._consumer.close()
+
+    def matching(self, predicate: Predicate) -> list[events_pb2.EventEnvelope]:
+        """The envelopes seen so far that match."""
+        with self._lock:
+            return [e for e in self.seen if predicate(e)]
+
+    async def wait_for(self, predicate: Predicate, count: int = 1, wait_s: float = 30.0) -> events_pb2.EventEnvelope:
+        """The first matching envelope, once at least count have been seen."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            found = self.matching(predicate)
+            if len(found) >= count:
+                return found[0]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"fewer than {count} matching events on {self._topic} within {wait_s}s")
+
+    async def settle(self, wait_s: float = 30.0) -> None:
+        """Wait until everything on the topic now has been read."""
+        ends = await asyncio.to_thread(self._ends)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(self._next.get(p, 0) >= end for p, end in ends.items()):
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError("tap did not catch up")
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclasses.dataclass
+class Env:
+    """A running order service, a client, a tap on topics.ORDERS and a producer onto topics.SALES."""
+
+    stub: order_pb2_grpc.OrderServiceAsyncStub
+    tap: TopicTap
+    producer: kafka.EventProducer
+
+
+@contextlib.asynccontextmanager
+async def _running(settings: Settings) -> AsyncIterator[Env]:
+    server = bootstrap.build(settings)
+    tap = TopicTap(settings.kafka_bootstrap, topics.ORDERS)
+    producer = kafka.EventProducer(settings.kafka_bootstrap, "test-order")
+    try:
+        async with server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield Env(order_pb2_grpc.OrderServiceStub(channel), tap, producer)
+    finally:
+        tap.close()
+        await asyncio.to_thread(producer.close)
+
+
+def _decision(user_id: str, sale_id: str, *, quantity: int = 2, accepted: bool = True) -> events_pb2.PurchaseDecided:
+    return events_pb2.PurchaseDecided(
+        request_id=uuid.uuid4().hex,
+        sale_id=sale_id,
+        user_id=user_id,
+        quantity=quantity,
+        accepted=accepted,
+        reason="" if accepted else "sold_out",
+        reservation_id=uuid.uuid4().hex if accepted else "",
+        price_cents=1500,
+        product_id="prod-1",
+        remaining=10,
+        stock=20,
+    )
+
+
+async def _publish(env: Env, decision: events_pb2.PurchaseDecided) -> events_pb2.EventEnvelope:
+    envelope = events.envelope("purchase.decided", decision.sale_id, decision, "test")
+    await env.producer.publish(topics.SALES, envelope)
+    return envelope
+
+
+async def _orders_of(env: Env, user_id: str, request_id: str) -> list[order_pb2.Order]:
+    reply = await env.stub.ListOrders(order_pb2.ListOrdersRequest(user_id=user_id, request_id=request_id))
+    return list(reply.orders)
+
+
+async def _wait_order(env: Env, user_id: str, request_id: str, wait_s: float = 30.0) -> order_pb2.Order:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        found = await _orders_of(env, user_id, request_id)
+        if found:
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no order for request {request_id}")
+
+
+def _payload(envelope: events_pb2.EventEnvelope) -> events_pb2.OrderChanged:
+    payload = events_pb2.OrderChanged()
+    events.unpack(envelope, payload)
+    return payload
+
+
+def _event(event_type: str, order_id: str) -> Predicate:
+    return lambda e: e.type == event_type and e.key == order_id
+
+
+async def _expect_error(call: Awaitable[Any], code: grpc.StatusCode, field: str = "") -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    err = caught.value
+    assert err.code() == code, err.details()
+    if field:
+        assert (err.details() or "").startswith(f"{field}:"), err.details()
+        trailers: Any = err.trailing_metadata()  # grpc-stubs types the aio Metadata poorly
+        assert ("field", field) in tuple(trailers or ())
+    return err
+
+
+async def test_order_from_decision_is_paid_cancelled_and_listed(backend_settings: Settings) -> None:
+    user, sale = uuid.uuid4().hex, uuid.uuid4().hex
+    async with _running(backend_settings) as env:
+        stub = env.stub
+        first = _decision(user, sale)
+        await _publish(env, first)
+        order = await _wait_order(env, user, first.request_id)
+        assert (order.status, order.amount_cents, order.quantity) == (PENDING, 3000, 2)
+        assert (order.reservation_id, order.sale_id, order.product_id) == (first.reservation_id, sale, "prod-1")
+        window_ms = order.pay_by.ToMilliseconds() - order.created_at.ToMilliseconds()
+        assert window_ms == round(backend_settings.payment_window_s * 1000)
+        created = _payload(await env.tap.wait_for(_event("order.created", order.order_id)))
+        assert (created.reservation_id, created.status, created.amount_cents) == (
+            first.reservation_id,
+            "PENDING_PAYMENT",
+            3000,
+        )
+
+        get = order_pb2.GetOrderRequest
+        assert await stub.GetOrder(get(order_id=order.order_id, user_id=user)) == order
+        stranger = uuid.uuid4().hex
+        await _expect_error(stub.GetOrder(get(order_id=order.order_id, user_id=stranger)), grpc.StatusCode.NOT_FOUND)
+
+        pay = order_pb2.PayOrderRequest
+        await _expect_error(
+            stub.PayOrder(pay(order_id=order.order_id, user_id=stranger, payment_token="tok_ok")),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        err = await _expect_error(
+            stub.PayOrder(pay(order_id=order.order_id, user_id=user, payment_token="tok_declined")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert err.details() == "payment declined"
+        assert (await stub.GetOrder(get(order_id=order.order_id, user_id=user))).status == PENDING
+
+        paid = await stub.PayOrder(pay(order_id=order.order_id, user_id=user, payment_token="tok_visa"))
+        assert paid.status == order_pb2.ORDER_STATUS_PAID
+        assert paid.payment_id
+        assert _payload(await env.tap.wait_for(_event("order.paid", order.order_id))).status == "PAID"
+        err = await _expect_error(
+            stub.PayOrder(pay(order_id=order.order_id, user_id=user, payment_token="tok_visa")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert "already paid" in (err.details() or "")
+        cancel = order_pb2.CancelOrderRequest
+        await _expect_error(
+            stub.CancelOrder(cancel(order_id=order.order_id, user_id=user)), grpc.StatusCode.FAILED_PRECONDITION
+        )
+
+        second = _decision(user, sale, quantity=1)
+        await _publish(env, second)
+        other = await _wait_order(env, user, second.request_id)
+        cancelled = await stub.CancelOrder(cancel(order_id=other.order_id, user_id=user))
+        assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
+        event = _payload(await env.tap.wait_for(_event("order.cancelled", other.order_id)))
+        assert (event.reservation_id, event.sale_id, event.quantity) == (second.reservation_id, sale, 1)
+
+        listed = await stub.ListOrders(order_pb2.ListOrdersRequest(user_id=user))
+        assert [o.order_id for o in listed.orders] == [other.order_id, order.order_id]
+        page = await stub.ListOrders(order_pb2.ListOrdersRequest(user_id=user, page_size=1))
+        assert [o.order_id for o in page.orders] == [other.order_id]
+        rest = await stub.ListOrders(
+            order_pb2.ListOrdersRequest(user_id=user, page_size=1, page_token=page.next_page_token)
+        )
+        assert ([o.order_id for o in rest.orders], rest.next_page_token) == ([order.order_id], "")
+        assert (await stub.ListOrders(order_pb2.ListOrdersRequest(user_id=stranger))).orders == []
+
+
+async def test_redelivered_and_rejected_decisions(backend_settings: Settings) -> None:
+    user, sale = uuid.uuid4().hex, uuid.uuid4().hex
+    async with _running(backend_settings) as env:
+        twice = _decision(user, sale)
+        envelope = await _publish(env, twice)
+        await env.producer.publish(topics.SALES, envelope)
+        await _publish(env, twice)  # a new event id for the same reservation
+        rejected = _decision(user, sale, accepted=False)
+        await _publish(env, rejected)
+        marker = _decision(user, sale)
+        await _publish(env, marker)  # same key: read after the others
+        await _wait_order(env, user, marker.request_id)
+        assert len(await _orders_of(env, user, twice.request_id)) == 1
+        assert await _orders_of(env, user, rejected.request_id) == []
+
+
+async def test_unpaid_order_expires_and_cannot_be_paid(backend_settings: Settings) -> None:
+    settings = backend_settings.model_copy(update={"payment_window_s": 0.5, "expiry_scan_s": 0.1})
+    user, sale = uuid.uuid4().hex, uuid.uuid4().hex
+    async with _running(settings) as env:
+        decision = _decision(user, sale, quantity=3)
+        await _publish(env, decision)
+        order = await _wait_order(env, user, decision.request_id)
+        expired = _payload(await env.tap.wait_for(_event("order.expired", order.order_id)))
+        assert (expired.reservation_id, expired.sale_id, expired.quantity, expired.status) == (
+            decision.reservation_id,
+            sale,
+            3,
+            "EXPIRED",
+        )
+        current = await env.stub.GetOrder(order_pb2.GetOrderRequest(order_id=order.order_id, user_id=user))
+        assert current.status == order_pb2.ORDER_STATUS_EXPIRED
+        err = await _expect_error(
+            env.stub.PayOrder(
+                order_pb2.PayOrderRequest(order_id=order.order_id, user_id=user, payment_token="tok_visa")
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert err.details() == "payment deadline passed"
+        again = await env.stub.GetOrder(order_pb2.GetOrderRequest(order_id=order.order_id, user_id=user))
+        assert (again.status, again.payment_id) == (order_pb2.ORDER_STATUS_EXPIRED, "")
+        await env.tap.settle()
+        assert [e.type for e in env.tap.matching(lambda e: e.key == order.order_id)] == [
+            "order.created",
+            "order.expired",
+        ]
+
+
+async def test_bad_input_is_refused_and_changes_nothing(backend_settings: Settings) -> None:
+    user, sale = uuid.uuid4().hex, uuid.uuid4().hex
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    async with _running(backend_settings) as env:
+        stub = env.stub
+        decision = _decision(user, sale)
+        await _publish(env, decision)
+        order = await _wait_order(env, user, decision.request_id)
+        oid = order.order_id
+
+        get = order_pb2.GetOrderRequest
+        await _expect_error(stub.GetOrder(get(order_id="", user_id=user)), code, "order_id")
+        await _expect_error(stub.GetOrder(get(order_id=oid, user_id="bad id")), code, "user_id")
+        await _expect_error(stub.GetOrder(get(order_id=uuid.uuid4().hex, user_id=user)), grpc.StatusCode.NOT_FOUND)
+
+        lst = order_pb2.ListOrdersRequest
+        await _expect_error(stub.ListOrders(lst(user_id="")), code, "user_id")
+        await _expect_error(stub.ListOrders(lst(user_id=user, page_size=101)), code, "page_size")
+        await _expect_error(stub.ListOrders(lst(user_id=user, page_size=-3)), code, "page_size")
+        await _expect_error(stub.ListOrders(lst(user_id=user, page_token="bogus!")), code, "page_token")
+        await _expect_error(stub.ListOrders(lst(user_id=user, request_id="x;y")), code, "request_id")
+
+        pay = order_pb2.PayOrderRequest
+        await _expect_error(stub.PayOrder(pay(order_id=oid, user_id=user, payment_token="")), code, "payment_token")
+        await _expect_error(
+            stub.PayOrder(pay(order_id=oid, user_id=user, payment_token="t" * 129)), code, "payment_token"
+        )
+        await _expect_error(stub.PayOrder(pay(order_id="a b", user_id=user, payment_token="tok")), code, "order_id")
+        await _expect_error(stub.PayOrder(pay(order_id=oid, user_id="", payment_token="tok")), code, "user_id")
+
+        cancel = order_pb2.CancelOrderRequest
+        await _expect_error(stub.CancelOrder(cancel(order_id="", user_id=user)), code, "order_id")
+        await _expect_error(stub.CancelOrder(cancel(order_id=oid, user_id="x" * 65)), code, "user_id")
+        await _expect_error(stub.CancelOrder(cancel(order_id=oid, user_id=uuid.uuid4().hex)), grpc.StatusCode.NOT_FOUND)
+
+        assert await stub.GetOrder(get(order_id=oid, user_id=user)) == order
+        # The owner's cancel is the marker: had a refused call emitted, its event would precede it (same key).
+        await stub.CancelOrder(cancel(order_id=oid, user_id=user))
+        await env.tap.wait_for(_event("order.cancelled", oid))
+        assert [e.type for e in env.tap.matching(lambda e: e.key == oid)] == ["order.created", "order.cancelled"]
