@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import enum
-import re
 
-from flashsale.common import errors, validation
+from flashsale.common import errors, paging
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 MAX_TOKEN_LEN = 128
-
-_CURSOR = re.compile(r"^([0-9]{1,15}):([A-Za-z0-9_-]{1,64})$")
 
 
 class Status(enum.StrEnum):
@@ -56,14 +49,6 @@ class Order:
     pay_by: int
     updated_at: int
     payment_id: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Cursor:
-    """Where the next page of a newest-first list starts (exclusive)."""
-
-    created_at: int
-    last_id: str
 
 
 def check_decision(decision: Decision) -> None:
@@ -135,28 +120,8 @@ def payment_token(value: str) -> str:
     return value
 
 
-def page_size(value: int) -> int:
-    """The page size: 0 means the default, else 1..100."""
-    if value == 0:
-        return DEFAULT_PAGE_SIZE
-    return validation.integer(value, "page_size", low=1, high=MAX_PAGE_SIZE)
-
-
-def encode_cursor(cursor: Cursor) -> str:
-    """An opaque page token for a cursor."""
-    raw = f"{cursor.created_at}:{cursor.last_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> Cursor | None:
-    """The cursor of a page token (None for the first page); a malformed token is INVALID_ARGUMENT."""
-    if not token:
-        return None
-    try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    match = _CURSOR.match(raw)
-    if match is None:
-        raise errors.InvalidArgument("is not a token from a previous response", "page_token")
-    return Cursor(int(match.group(1)), match.group(2))
+# List paging is shared with the other services (flashsale.common.paging); these names stay for the order modules.
+Cursor = paging.Cursor
+page_size = paging.page_size
+encode_cursor = paging.encode_cursor
+decode_cursor = paging.decode_cursor

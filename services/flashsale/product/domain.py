@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import re
 
-from flashsale.common import errors, validation
+from flashsale.common import errors, paging, validation
 
 MAX_PRICE_CENTS = 10**10
 DEFAULT_CURRENCY = "EUR"
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_CURSOR = re.compile(r"^([0-9]{1,15}):([A-Za-z0-9_-]{1,64})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,14 +71,6 @@ class Quote:
     sale_id: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
-class Cursor:
-    """Where the next page of a list ordered by (created_at, id) starts (exclusive)."""
-
-    created_at: int
-    last_id: str
-
-
 def _name(value: str) -> str:
     return validation.text(value, "name", min_len=1, max_len=200)
 
@@ -124,28 +111,8 @@ def select_price(base_price_cents: int, sales: list[Availability], sale_id: str,
     return Quote(best.sale_price_cents, best.sale_id)
 
 
-def page_size(value: int) -> int:
-    """The page size: 0 means the default, else 1..100."""
-    if value == 0:
-        return DEFAULT_PAGE_SIZE
-    return validation.integer(value, "page_size", low=1, high=MAX_PAGE_SIZE)
-
-
-def encode_cursor(cursor: Cursor) -> str:
-    """An opaque page token for a cursor."""
-    raw = f"{cursor.created_at}:{cursor.last_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> Cursor | None:
-    """The cursor of a page token (None for the first page); a malformed token is INVALID_ARGUMENT."""
-    if not token:
-        return None
-    try:
-        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    match = _CURSOR.match(raw)
-    if match is None:
-        raise errors.InvalidArgument("is not a token from a previous response", "page_token")
-    return Cursor(int(match.group(1)), match.group(2))
+# List paging is shared with the other services (flashsale.common.paging); these names stay for the product modules.
+Cursor = paging.Cursor
+page_size = paging.page_size
+encode_cursor = paging.encode_cursor
+decode_cursor = paging.decode_cursor
