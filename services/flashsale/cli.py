@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_p.add_argument("--stock", type=int, default=100)
     demo_p.add_argument("--limit", type=int, default=1)
     demo_p.add_argument("--pay-fraction", type=float, default=0.6, help="share of orders paid; the rest expire")
-    demo_p.add_argument("--payment-window", type=float, default=8.0, help="seconds an order waits for payment")
+    demo_p.add_argument("--payment-window", type=float, default=10.0, help="seconds an order waits for payment")
     demo_p.add_argument("--report", default="reports/demo.json")
     demo_p.set_defaults(func=_demo)
     return parser

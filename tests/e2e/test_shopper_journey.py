@@ -70,7 +70,8 @@ async def test_register_verify_login_buy_pay_and_get_notified(platform: supervis
         await asyncio.sleep(1.0)  # the live consumer joins its group before the first event
 
         sale_id = await _sale(client, platform.admin_key, stock=5, limit=1, starts_in=0.5)
-        attempt = await shoppers.buy(client, sale_id, shopper)
+        async with shoppers.crowd_session(platform.gateway_url) as session:
+            attempt = await shoppers.buy(session, sale_id, shopper)
         assert attempt.outcome == "ACCEPTED"
         order = await shoppers.order_of(client, shopper, attempt.request_id)
         assert order["status"] == "PENDING_PAYMENT"
@@ -105,9 +106,10 @@ async def test_crowd_buys_exactly_the_stock_and_every_acceptance_becomes_one_ord
         await asyncio.gather(*(shoppers.onboard(client, platform.mail, s) for s in crowd))
         sale_id = await _sale(client, platform.admin_key, stock=stock, limit=1, starts_in=1.0)
         # every shopper fires twice at once with different request ids, and retries one of them
-        first = [shoppers.buy(client, sale_id, s) for s in crowd]
-        second = [shoppers.buy(client, sale_id, s) for s in crowd]
-        attempts = await asyncio.gather(*first, *second)
+        async with shoppers.crowd_session(platform.gateway_url) as session:
+            first = [shoppers.buy(session, sale_id, s) for s in crowd]
+            second = [shoppers.buy(session, sale_id, s) for s in crowd]
+            attempts = await asyncio.gather(*first, *second)
         accepted = [a for a in attempts if a.outcome == "ACCEPTED"]
         assert len(accepted) == stock
         assert not [a for a in attempts if a.outcome == "ERROR"]

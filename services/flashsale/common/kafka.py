@@ -1,7 +1,7 @@
 """Kafka producer and consumer helpers (confluent-kafka).
 
-The producer is idempotent (acks=all). The consumer commits an offset only after its handler
-processed the message; a malformed message goes to the topic's dead-letter topic with the reason,
+The producer is idempotent (acks=all). The consumer stores an offset for commit only after its
+handler processed the message; a malformed message goes to the topic's dead-letter topic with the reason,
 and a temporary failure is retried with backoff without committing.
 """
 
@@ -146,7 +146,11 @@ class EventConsumer:
             {
                 "bootstrap.servers": bootstrap,
                 "group.id": group_id,
-                "enable.auto.commit": False,
+                # at-least-once: an offset is stored only after its message was processed, and
+                # librdkafka commits stored offsets every second, on rebalance and on close
+                "enable.auto.commit": True,
+                "enable.auto.offset.store": False,
+                "auto.commit.interval.ms": 1000,
                 "auto.offset.reset": offset_reset,
                 "session.timeout.ms": 10000,
                 "heartbeat.interval.ms": 1000,
@@ -183,7 +187,7 @@ class EventConsumer:
                         log.warning("consumer error", extra={"error": str(failure)})
                     continue
                 if self._process(msg):
-                    self._consumer.commit(message=msg, asynchronous=False)
+                    self._consumer.store_offsets(message=msg)
         except Exception:
             log.exception("consumer loop crashed", extra={"group": self._group})
             raise

@@ -91,35 +91,31 @@ async def run_sale(
         attempts: list[report.Attempt] = []
         with _bar(con) as bar:
             task = bar.add_task(f"{len(crowd)} shoppers buy at {_iso(starts)}", total=len(crowd))
-            for pending in asyncio.as_completed([shoppers.buy(client, sale_id, s) for s in crowd]):
-                attempts.append(await pending)
-                bar.advance(task)
+            async with shoppers.crowd_session(platform.gateway_url) as session:
+                for pending in asyncio.as_completed([shoppers.buy(session, sale_id, s) for s in crowd]):
+                    attempts.append(await pending)
+                    bar.advance(task)
 
         by_email = {s.email: s for s in crowd}
         accepted = [a for a in attempts if a.outcome == "ACCEPTED"]
-        orders = [await shoppers.order_of(client, by_email[a.user], a.request_id) for a in accepted]
-        to_pay = int(len(orders) * args.pay_fraction)
-        paid = 0
-        for order, attempt in zip(orders[:to_pay], accepted[:to_pay], strict=True):
-            shoppers._check(
-                await client.post(
-                    f"/v1/orders/{order['order_id']}/pay",
-                    json={"payment_token": "tok_visa"},
-                    headers=by_email[attempt.user].headers,
-                ),
-                "pay",
-            )
-            paid += 1
-        expired = 0
-        con.print(f"paid {paid} orders; waiting for the other {len(orders) - to_pay} to expire")
-        for order, attempt in zip(orders[to_pay:], accepted[to_pay:], strict=True):
-            await shoppers.wait_for_status(
-                client, by_email[attempt.user], order["order_id"], "EXPIRED", args.payment_window + 30
-            )
-            expired += 1
-        stats = await _wait_released(
-            client, sale_id, args.stock, paid_quantity=sum(a.quantity for a in accepted[:to_pay])
-        )
+        to_pay = int(len(accepted) * args.pay_fraction)
+
+        async def settle(index: int, attempt: report.Attempt) -> str:
+            shopper = by_email[attempt.user]
+            order = await shoppers.order_of(client, shopper, attempt.request_id)
+            if index < to_pay:
+                paying = await client.post(
+                    f"/v1/orders/{order['order_id']}/pay", json={"payment_token": "tok_visa"}, headers=shopper.headers
+                )
+                shoppers._check(paying, "pay")
+                return "PAID"
+            await shoppers.wait_for_status(client, shopper, order["order_id"], "EXPIRED", args.payment_window + 30)
+            return "EXPIRED"
+
+        con.print(f"paying {to_pay} of {len(accepted)} orders; the others expire after {args.payment_window}s")
+        endings = await asyncio.gather(*(settle(i, a) for i, a in enumerate(accepted)))
+        paid, expired = endings.count("PAID"), endings.count("EXPIRED")
+        stats = await _wait_released(client, sale_id, args.stock, sum(a.quantity for a in accepted[:to_pay]))
         return report.build_report(
             stock=args.stock, limit=args.limit, attempts=attempts, paid=paid, expired=expired, server_stats=stats
         )
@@ -176,7 +172,11 @@ def main(args: argparse.Namespace) -> int:
     con.print("starting the platform (Kafka, services, gateway)…")
     with supervisor.LocalPlatform(options) as platform:
         con.print(f"platform up: gateway {platform.gateway_url}")
-        result = asyncio.run(run_sale(platform, args, con))
+        try:
+            result = asyncio.run(run_sale(platform, args, con))
+        except shoppers.DemoError as exc:
+            con.print(f"[red]demo failed:[/red] {exc} (service logs in {data_dir / 'logs'})")
+            return 1
     path = Path(args.report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import fastapi
 import uvicorn
+import uvloop
 
 from flashsale.common import logs
 from flashsale.common import settings as common_settings
@@ -135,4 +136,4 @@ def main() -> None:
         raise SystemExit(f"configuration error: {exc}") from None
     logs.configure_logging("gateway", settings.log_level, settings.log_format)
     log.info("starting", extra={"host": settings.gateway_host, "port": settings.gateway_port})
-    asyncio.run(serve(settings, gateway))
+    uvloop.run(serve(settings, gateway))
