@@ -1,4 +1,4 @@
-"""`flashsale demo` runs a whole sale on a fresh platform and reports it (a small crowd, to stay quick)."""
+"""`flashsale demo` runs a whole sale on a fresh platform, on SQLite and on PostgreSQL, and reports it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_sells_within_stock_and_writes_the_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_demo_sells_within_stock_and_writes_the_report(tmp_path: Path, backend: str) -> None:
     report_path = tmp_path / "demo.json"
+    storage = ["--postgres"] if backend == "postgres" else []
     done = subprocess.run(
         [
             sys.executable,
@@ -30,6 +32,7 @@ def test_demo_sells_within_stock_and_writes_the_report(tmp_path: Path) -> None:
             str(tmp_path / "platform"),
             "--report",
             str(report_path),
+            *storage,
         ],
         capture_output=True,
         text=True,
