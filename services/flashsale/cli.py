@@ -10,7 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
+from flashsale.bench import runner as bench_runner
 from flashsale.common import settings as settings_module
+from flashsale.verify import cli as verify_cli
 
 PROCESSES = ("user", "product", "sales", "order", "notification", "gateway")
 
@@ -55,6 +57,12 @@ def _demo(args: argparse.Namespace) -> int:
     return sale.main(args)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from flashsale.bench import runner
+
+    return runner.run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="flashsale", description=__doc__)
@@ -69,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     up_p.add_argument("--data-dir", default="var/platform", help="folder for data and logs")
     up_p.add_argument("--port", type=int, default=8080, help="gateway port")
     up_p.set_defaults(func=_up)
+
+    verify_p = sub.add_parser("verify", help="check every invariant of one sale (exit 1 on a violation)")
+    verify_cli.add_arguments(verify_p)
+    verify_p.set_defaults(func=verify_cli.run)
+
+    bench_p = sub.add_parser("bench", help="benchmark the purchase designs on one workload (reports/bench.json)")
+    bench_runner.add_arguments(bench_p)
+    bench_p.set_defaults(func=_bench)
 
     demo_p = sub.add_parser("demo", help="start the platform, run a demo flash sale, print a report, stop")
     demo_p.add_argument("--postgres", action="store_true", help="store on PostgreSQL instead of SQLite")

@@ -64,15 +64,61 @@ class EventProducer:
             self._producer.poll(0.05)
 
     def produce(
-        self, topic: str, key: str, value: bytes, on_done: Callable[[confluent_kafka.KafkaError | None], None]
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        on_done: Callable[[confluent_kafka.KafkaError | None], None],
+        partition: int = -1,
     ) -> None:
-        """Queue one message; on_done runs in the poller thread with the delivery error or None."""
+        """Queue one message (to a given partition, or the key's); on_done gets the delivery error or None."""
         while True:
             try:
-                self._producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda err, _msg: on_done(err))
+                self._producer.produce(
+                    topic,
+                    key=key.encode(),
+                    value=value,
+                    partition=partition,
+                    on_delivery=lambda err, _msg: on_done(err),
+                )
                 return
             except BufferError:
                 time.sleep(0.01)
+
+    def produce_all(self, items: Sequence[tuple[str, str, bytes]], timeout: float = 30.0) -> None:
+        """Send (topic, key, value) messages from a plain thread and wait until all are acknowledged."""
+        if not items:
+            return
+        left = [len(items)]
+        failures: list[confluent_kafka.KafkaError] = []
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def on_done(err: confluent_kafka.KafkaError | None) -> None:
+            with lock:
+                if err is not None:
+                    failures.append(err)
+                left[0] -= 1
+                if left[0] == 0:
+                    done.set()
+
+        for topic, key, value in items:
+            self.produce(topic, key, value, on_done)
+        if not done.wait(timeout):
+            raise errors.TemporaryError(f"Kafka did not acknowledge {left[0]} of {len(items)} messages in {timeout}s")
+        if failures:
+            raise errors.TemporaryError(f"Kafka refused {len(failures)} messages: {failures[0]}")
+
+    async def send_all(self, items: Sequence[tuple[str, int, str, bytes]]) -> None:
+        """Send (topic, partition, key, value) messages and wait until the broker acknowledged all of them."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for topic, partition, key, value in items:
+            fut: asyncio.Future[None] = loop.create_future()
+            futures.append(fut)
+            self.produce(topic, key, value, _resolver(loop, fut), partition=partition)
+        for fut in futures:
+            await fut
 
     async def publish(self, topic: str, env: events_pb2.EventEnvelope) -> None:
         """Send one envelope and wait for the acknowledgement."""

@@ -40,6 +40,12 @@ class Settings(pydantic_settings.BaseSettings):
     notification_addr: str = pydantic.Field("127.0.0.1:50055", description="gRPC address of the notification service.")
     gateway_host: str = pydantic.Field("127.0.0.1", description="Interface the HTTP gateway binds.")
     gateway_port: int = pydantic.Field(8080, ge=1, le=65535, description="Port of the HTTP gateway.")
+    sales_worker: bool = pydantic.Field(
+        True, description="Run a pipeline worker (single writer of request-topic partitions) in the sales process."
+    )
+    sales_batch_max: int = pydantic.Field(
+        5000, ge=1, le=100_000, description="Most requests a sales worker decides in one transaction."
+    )
     jwt_secret: pydantic.SecretStr = pydantic.Field(
         pydantic.SecretStr(""), description="HMAC key signing access tokens (required by the user service)."
     )

@@ -6,7 +6,7 @@ import asyncio
 
 from flashsale.common import grpc_server, runtime, topics
 from flashsale.common.settings import ConfigError, Settings, load_settings
-from flashsale.sales import catalog, consumers, grpc_api, repository, service
+from flashsale.sales import catalog, consumers, grpc_api, pipeline, repository, service, worker
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 NAME = "sales"
@@ -24,10 +24,31 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
         adapter = catalog.GrpcProductCatalog(settings.product_addr)
         rt.server.on_shutdown(adapter.close)
         products = adapter
-    sales = service.SalesService(rt.db, rt.relay.notify, products)
-    servicer = grpc_api.SalesServicer(sales)
-    rt.server.register(lambda server: sales_pb2_grpc.add_SalesServiceServicer_to_server(servicer, server))
     loop = asyncio.get_running_loop()
+    waiters = pipeline.Waiters(loop)
+    front = pipeline.Pipeline(rt.db, rt.producer, settings.kafka_bootstrap, waiters)
+    sales = service.SalesService(rt.db, rt.relay.notify, products, front)
+    servicer = grpc_api.SalesServicer(sales)
+    if settings.sales_worker:
+        decider = worker.SalesWorker(
+            rt.db, settings.kafka_bootstrap, rt.producer, waiters.resolve_from_thread, settings.sales_batch_max
+        )
+
+        async def run_worker() -> None:
+            decider.start()
+            await asyncio.Event().wait()
+
+        async def stop_worker() -> None:
+            await asyncio.to_thread(decider.stop)
+
+        rt.server.add_background(run_worker)
+        rt.server.on_shutdown(stop_worker, first=True)
+
+    async def close_front() -> None:
+        front.close()
+
+    rt.server.on_shutdown(close_front)
+    rt.server.register(lambda server: sales_pb2_grpc.add_SalesServiceServicer_to_server(servicer, server))
 
     def notify_from_thread() -> None:
         loop.call_soon_threadsafe(rt.relay.notify)

@@ -24,6 +24,7 @@ class Outcome(enum.Enum):
     LIMIT_EXCEEDED = "limit_exceeded"
     NOT_STARTED = "not_started"
     ENDED = "ended"
+    PENDING = "pending"  # submitted, not decided yet
 
     @property
     def accepted(self) -> bool:
@@ -69,6 +70,7 @@ class Sale:
     ends_at: int
     remaining: int
     created_at: int
+    partitions: int = 0  # 0: not prepared; decided by the transactional path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +128,21 @@ class SaleStats:
     remaining: int
     accepted_requests: int
     rejected_requests: int
+    requests_pending: int = 0
+    reserve_remaining: int = 0
+    partitions: tuple[PartitionStats, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionStats:
+    """Counters of one stock partition of a prepared sale."""
+
+    partition: int
+    stock: int
+    remaining: int
+    decided: int
+    committed_offset: int
+    end_offset: int
 
 
 def validate_sale(

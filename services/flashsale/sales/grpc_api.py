@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 
 from flashsale.common import errors, timeutil, validation
-from flashsale.sales import domain, messages, service
+from flashsale.sales import domain, messages, partitioning, pipeline, service
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -34,6 +34,24 @@ def _temporary_as_unavailable(
             raise Unavailable(str(exc)) from exc
 
     return wrapper
+
+
+MAX_WAIT_MS = 30_000
+MAX_BATCH = 10_000
+WATCH_S = 60.0
+
+
+def _batch(request: sales_pb2.PurchaseBatchRequest) -> list[domain.PurchaseRequest]:
+    """Validate a batch; the field of a bad request is named with its index (requests[3].quantity)."""
+    if not 1 <= len(request.requests) <= MAX_BATCH:
+        raise errors.InvalidArgument(f"must hold 1 to {MAX_BATCH} requests", "requests")
+    checked = []
+    for index, item in enumerate(request.requests):
+        try:
+            checked.append(domain.validate_purchase(item.sale_id, item.user_id, item.quantity, item.request_id))
+        except errors.InvalidArgument as exc:
+            raise errors.InvalidArgument(exc.message, f"requests[{index}].{exc.field}") from None
+    return checked
 
 
 class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
@@ -69,16 +87,53 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         return sales_pb2.ListSalesResponse(sales=[messages.sale(s) for s in found])
 
     @_temporary_as_unavailable
+    async def PrepareSale(self, request: sales_pb2.PrepareSaleRequest, context: Context) -> sales_pb2.SalePartitions:
+        """Split a sale's stock into partitions and create its request topic (idempotent)."""
+        sale_id = validation.identifier(request.sale_id, "sale_id")
+        validation.integer(request.partitions, "partitions", low=1, high=partitioning.MAX_PARTITIONS)
+        if request.reserve < 0:
+            raise errors.InvalidArgument("must not be negative", "reserve")
+        found = await self._sales.prepare_sale(sale_id, request.partitions, request.reserve)
+        return pipeline.partitions_message(sale_id, found)
+
+    @_temporary_as_unavailable
     async def Purchase(self, request: sales_pb2.PurchaseRequest, context: Context) -> sales_pb2.PurchaseDecision:
-        """Decide a purchase request."""
+        """Submit a purchase request; wait up to wait_ms for its decision."""
         wanted = domain.validate_purchase(request.sale_id, request.user_id, request.quantity, request.request_id)
-        return messages.decision(await self._sales.purchase(wanted))
+        wait_ms = validation.integer(request.wait_ms, "wait_ms", low=0, high=MAX_WAIT_MS)
+        return messages.decision(await self._sales.purchase(wanted, wait_ms))
+
+    @_temporary_as_unavailable
+    async def PurchaseBatch(
+        self, request: sales_pb2.PurchaseBatchRequest, context: Context
+    ) -> sales_pb2.PurchaseBatchResponse:
+        """Submit many purchase requests in one call."""
+        taken = await self._sales.purchase_batch(_batch(request))
+        return sales_pb2.PurchaseBatchResponse(submitted=taken)
+
+    @_temporary_as_unavailable
+    async def PurchaseStream(
+        self, request_iterator: AsyncIterator[sales_pb2.PurchaseBatchRequest], context: Context
+    ) -> sales_pb2.PurchaseBatchResponse:
+        """Submit batches over one client stream."""
+        taken = 0
+        async for batch in request_iterator:
+            taken += await self._sales.purchase_batch(_batch(batch))
+        return sales_pb2.PurchaseBatchResponse(submitted=taken)
 
     @_temporary_as_unavailable
     async def GetPurchase(self, request: sales_pb2.GetPurchaseRequest, context: Context) -> sales_pb2.PurchaseDecision:
-        """The decision recorded for a request id."""
+        """The decision recorded for a request id (PENDING while undecided)."""
         request_id = validation.identifier(request.request_id, "request_id")
         return messages.decision(await self._sales.get_purchase(request_id))
+
+    async def WatchPurchase(
+        self, request: sales_pb2.GetPurchaseRequest, context: Context
+    ) -> AsyncIterator[sales_pb2.PurchaseDecision]:
+        """Stream a request's state until it is decided."""
+        request_id = validation.identifier(request.request_id, "request_id")
+        async for decision in self._sales.watch_purchase(request_id, WATCH_S):
+            yield messages.decision(decision)
 
     @_temporary_as_unavailable
     async def GetSaleStats(self, request: sales_pb2.GetSaleStatsRequest, context: Context) -> sales_pb2.SaleStats:

@@ -17,6 +17,7 @@ _OUTCOMES = {
     domain.Outcome.LIMIT_EXCEEDED: sales_pb2.PURCHASE_OUTCOME_LIMIT_EXCEEDED,
     domain.Outcome.NOT_STARTED: sales_pb2.PURCHASE_OUTCOME_NOT_STARTED,
     domain.Outcome.ENDED: sales_pb2.PURCHASE_OUTCOME_ENDED,
+    domain.Outcome.PENDING: sales_pb2.PURCHASE_OUTCOME_PENDING,
 }
 
 
@@ -57,6 +58,19 @@ def stats(value: domain.SaleStats) -> sales_pb2.SaleStats:
         remaining=value.remaining,
         accepted_requests=value.accepted_requests,
         rejected_requests=value.rejected_requests,
+        requests_pending=value.requests_pending,
+        reserve_remaining=value.reserve_remaining,
+        partitions=[
+            sales_pb2.PartitionStats(
+                partition=p.partition,
+                stock=p.stock,
+                remaining=p.remaining,
+                decided=p.decided,
+                committed_offset=p.committed_offset,
+                end_offset=p.end_offset,
+            )
+            for p in value.partitions
+        ],
     )
 
 

@@ -54,11 +54,42 @@ CREATE TABLE reservations (
 );
 CREATE INDEX reservations_by_sale ON reservations (sale_id, status)
 """,
+    """
+ALTER TABLE sales ADD COLUMN partitions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sales ADD COLUMN reserve BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN partition INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE decisions ADD COLUMN log_offset BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE decisions ADD COLUMN arrived_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE reservations ADD COLUMN partition INTEGER NOT NULL DEFAULT -1;
+CREATE INDEX decisions_by_log ON decisions (sale_id, partition, log_offset);
+CREATE TABLE sale_partitions (
+  sale_id TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  stock BIGINT NOT NULL,
+  remaining BIGINT NOT NULL CHECK (remaining >= 0),
+  decided BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (sale_id, partition)
+);
+CREATE TABLE sale_pools (
+  sale_id TEXT PRIMARY KEY,
+  stock BIGINT NOT NULL,
+  remaining BIGINT NOT NULL CHECK (remaining >= 0)
+);
+CREATE TABLE partition_offsets (
+  topic TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  next_offset BIGINT NOT NULL,
+  published_offset BIGINT NOT NULL,
+  PRIMARY KEY (topic, partition)
+)
+""",
 ]
 
-PENDING = "pending"  # a claimed request id whose decision is being made (never visible once committed)
+PENDING = domain.Outcome.PENDING.value  # a claimed request id whose decision is being made (never committed)
 
-_SALE_COLUMNS = "sale_id, product_id, price_cents, stock, per_user_limit, starts_at, ends_at, remaining, created_at"
+_SALE_COLUMNS = (
+    "sale_id, product_id, price_cents, stock, per_user_limit, starts_at, ends_at, remaining, created_at, partitions"
+)
 _DECISION_COLUMNS = "request_id, sale_id, user_id, quantity, outcome, reservation_id, decided_at"
 
 
@@ -73,6 +104,7 @@ def _sale(row: database.Row) -> domain.Sale:
         ends_at=int(row[6]),
         remaining=int(row[7]),
         created_at=int(row[8]),
+        partitions=int(row[9]),
     )
 
 
@@ -91,7 +123,7 @@ def _decision(row: database.Row) -> domain.Decision:
 def insert_sale(tx: database.Tx, sale: domain.Sale) -> None:
     """Store a new sale."""
     tx.execute(
-        f"INSERT INTO sales ({_SALE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO sales ({_SALE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             sale.sale_id,
             sale.product_id,
@@ -102,6 +134,7 @@ def insert_sale(tx: database.Tx, sale: domain.Sale) -> None:
             sale.ends_at,
             sale.remaining,
             sale.created_at,
+            sale.partitions,
         ),
     )
 
@@ -140,6 +173,12 @@ def claim_request(tx: database.Tx, request: domain.PurchaseRequest, now: int) ->
         (request.request_id, request.sale_id, request.user_id, request.quantity, PENDING, now),
     )
     return claimed == 1
+
+
+def get_decision_count(tx: database.Tx, sale_id: str) -> int:
+    """How many requests of a sale have a decision (or a claim)."""
+    row = tx.fetchone("SELECT COUNT(*) FROM decisions WHERE sale_id = ?", (sale_id,))
+    return int(row[0]) if row else 0
 
 
 def get_decision(tx: database.Tx, request_id: str) -> domain.Decision | None:
@@ -214,11 +253,11 @@ def insert_reservation(tx: database.Tx, decision: domain.Decision) -> None:
     )
 
 
-def mark_released(tx: database.Tx, reservation_id: str, reason: str, now: int) -> tuple[str, str, int] | None:
-    """Move a still-reserved reservation to released; its (sale_id, user_id, quantity), or None."""
+def mark_released(tx: database.Tx, reservation_id: str, reason: str, now: int) -> tuple[str, str, int, int] | None:
+    """Move a still-reserved reservation to released; its (sale_id, user_id, quantity, partition), or None."""
     row = tx.fetchone(
         "UPDATE reservations SET status = ?, release_reason = ?, updated_at = ? "
-        "WHERE reservation_id = ? AND status = ? RETURNING sale_id, user_id, quantity",
+        "WHERE reservation_id = ? AND status = ? RETURNING sale_id, user_id, quantity, partition",
         (
             domain.ReservationStatus.RELEASED.value,
             reason,
@@ -227,7 +266,7 @@ def mark_released(tx: database.Tx, reservation_id: str, reason: str, now: int) -
             domain.ReservationStatus.RESERVED.value,
         ),
     )
-    return (str(row[0]), str(row[1]), int(row[2])) if row else None
+    return (str(row[0]), str(row[1]), int(row[2]), int(row[3])) if row else None
 
 
 def mark_confirmed(tx: database.Tx, reservation_id: str, now: int) -> bool:

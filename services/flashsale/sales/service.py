@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from flashsale.common import database, errors, events, outbox, timeutil, topics
-from flashsale.sales import catalog, domain, messages, repository
+from flashsale.sales import catalog, domain, ledger_repository, messages, pipeline, repository
 from flashsale_api.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,13 @@ class SalesService:
         db: database.Database,
         notify: Callable[[], None],
         products: catalog.ProductCatalog,
+        pipe: pipeline.Pipeline,
         clock: Clock = timeutil.now_ms,
     ) -> None:
         self._db = db
         self._notify = notify
         self._products = products
+        self._pipeline = pipe
         self._clock = clock
 
     async def create_sale(self, spec: domain.SaleSpec) -> domain.Sale:
@@ -66,8 +68,17 @@ class SalesService:
         """Every sale, optionally of one product."""
         return await self._db.run(lambda tx: repository.list_sales(tx, product_id))
 
-    async def purchase(self, request: domain.PurchaseRequest) -> domain.Decision:
-        """Decide a purchase request in one transaction (idempotent per request id)."""
+    async def prepare_sale(self, sale_id: str, partitions: int, reserve: int) -> ledger_repository.Prepared:
+        """Split a sale's stock into partitions and a pool and create its request topic (idempotent)."""
+        return await self._pipeline.prepare(sale_id, partitions, reserve)
+
+    async def purchase(self, request: domain.PurchaseRequest, wait_ms: int = 0) -> domain.Decision:
+        """Decide a purchase: through the pipeline for a prepared sale (PENDING unless decided within wait_ms),
+        else in one transaction. Idempotent per request id."""
+        sale = await self._pipeline.prepared_sale(request.sale_id)
+        if sale is not None:
+            domain.check_quantity(sale, request.quantity)
+            return await self._pipeline.purchase(sale, request, wait_ms)
         now = self._clock()
         reservation_id = uuid.uuid4().hex
         result = await self._db.run(lambda tx: decide_purchase(tx, request, now, reservation_id))
@@ -75,24 +86,59 @@ class SalesService:
             self._notify()
         return result.decision
 
+    async def purchase_batch(self, requests: list[domain.PurchaseRequest]) -> int:
+        """Append many requests of prepared sales to their request topics; how many were taken."""
+        taken: list[tuple[domain.Sale, domain.PurchaseRequest]] = []
+        for index, request in enumerate(requests):
+            try:
+                sale = await self._pipeline.prepared_sale(request.sale_id)
+            except errors.NotFound as exc:
+                raise errors.NotFound(exc.message, f"requests[{index}].sale_id") from None
+            if sale is None:
+                raise errors.FailedPrecondition("the sale is not prepared", f"requests[{index}].sale_id")
+            if request.quantity > sale.per_user_limit:
+                raise errors.InvalidArgument(
+                    f"must be between 1 and {sale.per_user_limit}", f"requests[{index}].quantity"
+                )
+            taken.append((sale, request))
+        await self._pipeline.take(taken)
+        return len(taken)
+
     async def get_purchase(self, request_id: str) -> domain.Decision:
-        """The decision recorded for a request id, or NotFound."""
+        """The decision recorded for a request id, PENDING when taken and undecided, or NotFound."""
         found = await self._db.run(lambda tx: repository.get_decision(tx, request_id))
-        if found is None:
-            raise errors.NotFound("no decision for this request id", "request_id")
-        return found
+        if found is not None:
+            return found
+        if self._pipeline.waiters.was_taken(request_id):
+            return domain.Decision(request_id, "", "", 0, domain.Outcome.PENDING, "", 0)
+        raise errors.NotFound("no decision for this request id", "request_id")
+
+    def watch_purchase(self, request_id: str, within_s: float) -> AsyncIterator[domain.Decision]:
+        """The request's state until it is decided (or within_s passed)."""
+
+        async def run() -> AsyncIterator[domain.Decision]:
+            found = await self._db.run(lambda tx: repository.get_decision(tx, request_id))
+            if found is None and not self._pipeline.waiters.was_taken(request_id):
+                raise errors.NotFound("no decision for this request id", "request_id")
+            async for item in self._pipeline.watch(request_id, found, within_s):
+                yield item
+
+        return run()
 
     async def stats(self, sale_id: str) -> domain.SaleStats:
-        """Counters of a sale, or NotFound."""
+        """Counters of a sale (per partition for a prepared one), or NotFound."""
 
-        def work(tx: database.Tx) -> domain.SaleStats | None:
+        def work(tx: database.Tx) -> tuple[domain.Sale, domain.SaleStats] | None:
             sale = repository.get_sale(tx, sale_id)
-            return repository.stats(tx, sale) if sale else None
+            return (sale, repository.stats(tx, sale)) if sale else None
 
         found = await self._db.run(work)
         if found is None:
             raise errors.NotFound("no such sale", "sale_id")
-        return found
+        sale, base = found
+        if sale.partitions:
+            return await self._pipeline.stats(sale, base)
+        return base
 
     def on_order_event(self, env: events_pb2.EventEnvelope) -> bool:
         """Apply an order event (consumer thread): release or confirm its reservation; True if events were added."""
@@ -178,9 +224,13 @@ def release_stock(tx: database.Tx, reservation_id: str, reason: str, now: int) -
     held = repository.mark_released(tx, reservation_id, reason, now)
     if held is None:
         return None
-    sale_id, user_id, quantity = held
+    sale_id, user_id, quantity, partition = held
     repository.take_from_counter(tx, sale_id, user_id, quantity)
-    left = repository.give_stock(tx, sale_id, quantity)
+    if partition >= 0:  # a reservation of the partitioned pipeline: back to its partition
+        ledger_repository.give_back(tx, sale_id, partition, quantity)
+        left = ledger_repository.total_remaining(tx, sale_id)
+    else:
+        left = repository.give_stock(tx, sale_id, quantity)
     sale = repository.get_sale(tx, sale_id)
     if sale is None:
         raise LookupError(f"sale {sale_id} vanished")

@@ -32,6 +32,8 @@ class _PurchaseOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purch
     PURCHASE_OUTCOME_LIMIT_EXCEEDED: _PurchaseOutcome.ValueType  # 3
     PURCHASE_OUTCOME_NOT_STARTED: _PurchaseOutcome.ValueType  # 4
     PURCHASE_OUTCOME_ENDED: _PurchaseOutcome.ValueType  # 5
+    PURCHASE_OUTCOME_PENDING: _PurchaseOutcome.ValueType  # 6
+    """taken, not decided yet"""
 
 class PurchaseOutcome(_PurchaseOutcome, metaclass=_PurchaseOutcomeEnumTypeWrapper): ...
 
@@ -41,6 +43,8 @@ PURCHASE_OUTCOME_SOLD_OUT: PurchaseOutcome.ValueType  # 2
 PURCHASE_OUTCOME_LIMIT_EXCEEDED: PurchaseOutcome.ValueType  # 3
 PURCHASE_OUTCOME_NOT_STARTED: PurchaseOutcome.ValueType  # 4
 PURCHASE_OUTCOME_ENDED: PurchaseOutcome.ValueType  # 5
+PURCHASE_OUTCOME_PENDING: PurchaseOutcome.ValueType  # 6
+"""taken, not decided yet"""
 Global___PurchaseOutcome: _TypeAlias = PurchaseOutcome  # noqa: Y015
 
 @_typing.final
@@ -188,11 +192,14 @@ class PurchaseRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
     sale_id: _builtins.str
     user_id: _builtins.str
     quantity: _builtins.int
     request_id: _builtins.str
     """client-chosen idempotency key (1..64 chars of [A-Za-z0-9_-])"""
+    wait_ms: _builtins.int
+    """0: return at once; else wait up to this long (max 30000) for the decision"""
     def __init__(
         self,
         *,
@@ -200,14 +207,144 @@ class PurchaseRequest(_message.Message):
         user_id: _builtins.str = ...,
         quantity: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        wait_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "request_id", b"request_id", "sale_id", b"sale_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "request_id", b"request_id", "sale_id", b"sale_id", "user_id", b"user_id", "wait_ms", b"wait_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurchaseRequest: _TypeAlias = PurchaseRequest  # noqa: Y015
+
+@_typing.final
+class PurchaseBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurchaseRequest]:
+        """1..10000; wait_ms is ignored"""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___PurchaseRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurchaseBatchRequest: _TypeAlias = PurchaseBatchRequest  # noqa: Y015
+
+@_typing.final
+class PurchaseBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMITTED_FIELD_NUMBER: _builtins.int
+    submitted: _builtins.int
+    """requests taken (decided later; look them up by request id)"""
+    def __init__(
+        self,
+        *,
+        submitted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["submitted", b"submitted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurchaseBatchResponse: _TypeAlias = PurchaseBatchResponse  # noqa: Y015
+
+@_typing.final
+class PrepareSaleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    RESERVE_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    partitions: _builtins.int
+    """1..256"""
+    reserve: _builtins.int
+    """units kept in the reserve pool (0..stock); the rest is split evenly"""
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        partitions: _builtins.int = ...,
+        reserve: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partitions", b"partitions", "reserve", b"reserve", "sale_id", b"sale_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrepareSaleRequest: _TypeAlias = PrepareSaleRequest  # noqa: Y015
+
+@_typing.final
+class PartitionStock(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    STOCK_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    stock: _builtins.int
+    """allocated at preparation (plus what it later took from the pool)"""
+    remaining: _builtins.int
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int = ...,
+        stock: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition", b"partition", "remaining", b"remaining", "stock", b"stock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartitionStock: _TypeAlias = PartitionStock  # noqa: Y015
+
+@_typing.final
+class SalePartitions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    TOPIC_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    RESERVE_FIELD_NUMBER: _builtins.int
+    RESERVE_REMAINING_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    topic: _builtins.str
+    """the sale's request topic"""
+    reserve: _builtins.int
+    """units put in the reserve pool at preparation"""
+    reserve_remaining: _builtins.int
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionStock]: ...
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        topic: _builtins.str = ...,
+        partitions: _abc.Iterable[Global___PartitionStock] | None = ...,
+        reserve: _builtins.int = ...,
+        reserve_remaining: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partitions", b"partitions", "reserve", b"reserve", "reserve_remaining", b"reserve_remaining", "sale_id", b"sale_id", "topic", b"topic"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SalePartitions: _TypeAlias = SalePartitions  # noqa: Y015
 
 @_typing.final
 class PurchaseDecision(_message.Message):
@@ -297,6 +434,9 @@ class SaleStats(_message.Message):
     REMAINING_FIELD_NUMBER: _builtins.int
     ACCEPTED_REQUESTS_FIELD_NUMBER: _builtins.int
     REJECTED_REQUESTS_FIELD_NUMBER: _builtins.int
+    REQUESTS_PENDING_FIELD_NUMBER: _builtins.int
+    RESERVE_REMAINING_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
     sale_id: _builtins.str
     stock: _builtins.int
     reserved: _builtins.int
@@ -306,6 +446,11 @@ class SaleStats(_message.Message):
     remaining: _builtins.int
     accepted_requests: _builtins.int
     rejected_requests: _builtins.int
+    requests_pending: _builtins.int
+    """appended to the request topic, not decided yet"""
+    reserve_remaining: _builtins.int
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionStats]: ...
     def __init__(
         self,
         *,
@@ -316,11 +461,51 @@ class SaleStats(_message.Message):
         remaining: _builtins.int = ...,
         accepted_requests: _builtins.int = ...,
         rejected_requests: _builtins.int = ...,
+        requests_pending: _builtins.int = ...,
+        reserve_remaining: _builtins.int = ...,
+        partitions: _abc.Iterable[Global___PartitionStats] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_requests", b"accepted_requests", "rejected_requests", b"rejected_requests", "released", b"released", "remaining", b"remaining", "reserved", b"reserved", "sale_id", b"sale_id", "stock", b"stock"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_requests", b"accepted_requests", "partitions", b"partitions", "rejected_requests", b"rejected_requests", "released", b"released", "remaining", b"remaining", "requests_pending", b"requests_pending", "reserve_remaining", b"reserve_remaining", "reserved", b"reserved", "sale_id", b"sale_id", "stock", b"stock"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SaleStats: _TypeAlias = SaleStats  # noqa: Y015
+
+@_typing.final
+class PartitionStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    STOCK_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    DECIDED_FIELD_NUMBER: _builtins.int
+    COMMITTED_OFFSET_FIELD_NUMBER: _builtins.int
+    END_OFFSET_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    stock: _builtins.int
+    remaining: _builtins.int
+    decided: _builtins.int
+    """requests decided from this partition"""
+    committed_offset: _builtins.int
+    """next offset to decide"""
+    end_offset: _builtins.int
+    """next offset to be appended"""
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int = ...,
+        stock: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+        decided: _builtins.int = ...,
+        committed_offset: _builtins.int = ...,
+        end_offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_offset", b"committed_offset", "decided", b"decided", "end_offset", b"end_offset", "partition", b"partition", "remaining", b"remaining", "stock", b"stock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartitionStats: _TypeAlias = PartitionStats  # noqa: Y015

@@ -49,13 +49,33 @@ class SalesServiceStub:
                 request_serializer=flashsale__api_dot_v1_dot_sales__pb2.ListSalesRequest.SerializeToString,
                 response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.ListSalesResponse.FromString,
                 _registered_method=True)
+        self.PrepareSale = channel.unary_unary(
+                '/flashsale.v1.SalesService/PrepareSale',
+                request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PrepareSaleRequest.SerializeToString,
+                response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.SalePartitions.FromString,
+                _registered_method=True)
         self.Purchase = channel.unary_unary(
                 '/flashsale.v1.SalesService/Purchase',
                 request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseRequest.SerializeToString,
                 response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.FromString,
                 _registered_method=True)
+        self.PurchaseBatch = channel.unary_unary(
+                '/flashsale.v1.SalesService/PurchaseBatch',
+                request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
+                response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.FromString,
+                _registered_method=True)
+        self.PurchaseStream = channel.stream_unary(
+                '/flashsale.v1.SalesService/PurchaseStream',
+                request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
+                response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.FromString,
+                _registered_method=True)
         self.GetPurchase = channel.unary_unary(
                 '/flashsale.v1.SalesService/GetPurchase',
+                request_serializer=flashsale__api_dot_v1_dot_sales__pb2.GetPurchaseRequest.SerializeToString,
+                response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.FromString,
+                _registered_method=True)
+        self.WatchPurchase = channel.unary_stream(
+                '/flashsale.v1.SalesService/WatchPurchase',
                 request_serializer=flashsale__api_dot_v1_dot_sales__pb2.GetPurchaseRequest.SerializeToString,
                 response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.FromString,
                 _registered_method=True)
@@ -87,16 +107,46 @@ class SalesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareSale(self, request, context):
+        """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
+        topic with as many partitions (idempotent: a second call with the same figures changes nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Purchase(self, request, context):
-        """Purchase decides a request: never oversells, enforces the window and the per-user limit,
-        and is idempotent per request_id (a retry returns the first decision).
+        """Purchase submits a request: never oversells, enforces the window and the per-user limit, and is
+        idempotent per request_id (a retry returns the first decision). It returns at once with outcome
+        PENDING, or, when wait_ms > 0, waits up to that long for the decision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurchaseBatch(self, request, context):
+        """PurchaseBatch submits many requests in one call; each is decided like a Purchase without waiting.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurchaseStream(self, request_iterator, context):
+        """PurchaseStream submits batches over one client stream (ingress for gateways and load generators).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPurchase(self, request, context):
-        """GetPurchase returns the decision recorded for a request id.
+        """GetPurchase returns the decision recorded for a request id (outcome PENDING while undecided).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchPurchase(self, request, context):
+        """WatchPurchase streams the request's state until it is decided (PENDING first if undecided).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,13 +176,33 @@ def add_SalesServiceServicer_to_server(servicer, server):
                     request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.ListSalesRequest.FromString,
                     response_serializer=flashsale__api_dot_v1_dot_sales__pb2.ListSalesResponse.SerializeToString,
             ),
+            'PrepareSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareSale,
+                    request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PrepareSaleRequest.FromString,
+                    response_serializer=flashsale__api_dot_v1_dot_sales__pb2.SalePartitions.SerializeToString,
+            ),
             'Purchase': grpc.unary_unary_rpc_method_handler(
                     servicer.Purchase,
                     request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseRequest.FromString,
                     response_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.SerializeToString,
             ),
+            'PurchaseBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurchaseBatch,
+                    request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.FromString,
+                    response_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.SerializeToString,
+            ),
+            'PurchaseStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.PurchaseStream,
+                    request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.FromString,
+                    response_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.SerializeToString,
+            ),
             'GetPurchase': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPurchase,
+                    request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.GetPurchaseRequest.FromString,
+                    response_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.SerializeToString,
+            ),
+            'WatchPurchase': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPurchase,
                     request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.GetPurchaseRequest.FromString,
                     response_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.SerializeToString,
             ),
@@ -234,6 +304,33 @@ class SalesService:
             _registered_method=True)
 
     @staticmethod
+    def PrepareSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashsale.v1.SalesService/PrepareSale',
+            flashsale__api_dot_v1_dot_sales__pb2.PrepareSaleRequest.SerializeToString,
+            flashsale__api_dot_v1_dot_sales__pb2.SalePartitions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Purchase(request,
             target,
             options=(),
@@ -261,6 +358,60 @@ class SalesService:
             _registered_method=True)
 
     @staticmethod
+    def PurchaseBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashsale.v1.SalesService/PurchaseBatch',
+            flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
+            flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurchaseStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/flashsale.v1.SalesService/PurchaseStream',
+            flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
+            flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetPurchase(request,
             target,
             options=(),
@@ -275,6 +426,33 @@ class SalesService:
             request,
             target,
             '/flashsale.v1.SalesService/GetPurchase',
+            flashsale__api_dot_v1_dot_sales__pb2.GetPurchaseRequest.SerializeToString,
+            flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPurchase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flashsale.v1.SalesService/WatchPurchase',
             flashsale__api_dot_v1_dot_sales__pb2.GetPurchaseRequest.SerializeToString,
             flashsale__api_dot_v1_dot_sales__pb2.PurchaseDecision.FromString,
             options,

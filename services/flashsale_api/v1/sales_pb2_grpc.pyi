@@ -34,12 +34,23 @@ class SalesServiceStub:
     CreateSale: _grpc.UnaryUnaryMultiCallable[_sales_pb2.CreateSaleRequest, _sales_pb2.Sale]
     GetSale: _grpc.UnaryUnaryMultiCallable[_sales_pb2.GetSaleRequest, _sales_pb2.Sale]
     ListSales: _grpc.UnaryUnaryMultiCallable[_sales_pb2.ListSalesRequest, _sales_pb2.ListSalesResponse]
-    Purchase: _grpc.UnaryUnaryMultiCallable[_sales_pb2.PurchaseRequest, _sales_pb2.PurchaseDecision]
-    """Purchase decides a request: never oversells, enforces the window and the per-user limit,
-    and is idempotent per request_id (a retry returns the first decision).
+    PrepareSale: _grpc.UnaryUnaryMultiCallable[_sales_pb2.PrepareSaleRequest, _sales_pb2.SalePartitions]
+    """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
+    topic with as many partitions (idempotent: a second call with the same figures changes nothing).
     """
+    Purchase: _grpc.UnaryUnaryMultiCallable[_sales_pb2.PurchaseRequest, _sales_pb2.PurchaseDecision]
+    """Purchase submits a request: never oversells, enforces the window and the per-user limit, and is
+    idempotent per request_id (a retry returns the first decision). It returns at once with outcome
+    PENDING, or, when wait_ms > 0, waits up to that long for the decision.
+    """
+    PurchaseBatch: _grpc.UnaryUnaryMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseBatchResponse]
+    """PurchaseBatch submits many requests in one call; each is decided like a Purchase without waiting."""
+    PurchaseStream: _grpc.StreamUnaryMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseBatchResponse]
+    """PurchaseStream submits batches over one client stream (ingress for gateways and load generators)."""
     GetPurchase: _grpc.UnaryUnaryMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]
-    """GetPurchase returns the decision recorded for a request id."""
+    """GetPurchase returns the decision recorded for a request id (outcome PENDING while undecided)."""
+    WatchPurchase: _grpc.UnaryStreamMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]
+    """WatchPurchase streams the request's state until it is decided (PENDING first if undecided)."""
     GetSaleStats: _grpc.UnaryUnaryMultiCallable[_sales_pb2.GetSaleStatsRequest, _sales_pb2.SaleStats]
 
 @_typing.type_check_only
@@ -48,12 +59,23 @@ class SalesServiceAsyncStub(SalesServiceStub):
     CreateSale: _aio.UnaryUnaryMultiCallable[_sales_pb2.CreateSaleRequest, _sales_pb2.Sale]  # type: ignore[assignment]
     GetSale: _aio.UnaryUnaryMultiCallable[_sales_pb2.GetSaleRequest, _sales_pb2.Sale]  # type: ignore[assignment]
     ListSales: _aio.UnaryUnaryMultiCallable[_sales_pb2.ListSalesRequest, _sales_pb2.ListSalesResponse]  # type: ignore[assignment]
-    Purchase: _aio.UnaryUnaryMultiCallable[_sales_pb2.PurchaseRequest, _sales_pb2.PurchaseDecision]  # type: ignore[assignment]
-    """Purchase decides a request: never oversells, enforces the window and the per-user limit,
-    and is idempotent per request_id (a retry returns the first decision).
+    PrepareSale: _aio.UnaryUnaryMultiCallable[_sales_pb2.PrepareSaleRequest, _sales_pb2.SalePartitions]  # type: ignore[assignment]
+    """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
+    topic with as many partitions (idempotent: a second call with the same figures changes nothing).
     """
+    Purchase: _aio.UnaryUnaryMultiCallable[_sales_pb2.PurchaseRequest, _sales_pb2.PurchaseDecision]  # type: ignore[assignment]
+    """Purchase submits a request: never oversells, enforces the window and the per-user limit, and is
+    idempotent per request_id (a retry returns the first decision). It returns at once with outcome
+    PENDING, or, when wait_ms > 0, waits up to that long for the decision.
+    """
+    PurchaseBatch: _aio.UnaryUnaryMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseBatchResponse]  # type: ignore[assignment]
+    """PurchaseBatch submits many requests in one call; each is decided like a Purchase without waiting."""
+    PurchaseStream: _aio.StreamUnaryMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseBatchResponse]  # type: ignore[assignment]
+    """PurchaseStream submits batches over one client stream (ingress for gateways and load generators)."""
     GetPurchase: _aio.UnaryUnaryMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]  # type: ignore[assignment]
-    """GetPurchase returns the decision recorded for a request id."""
+    """GetPurchase returns the decision recorded for a request id (outcome PENDING while undecided)."""
+    WatchPurchase: _aio.UnaryStreamMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]  # type: ignore[assignment]
+    """WatchPurchase streams the request's state until it is decided (PENDING first if undecided)."""
     GetSaleStats: _aio.UnaryUnaryMultiCallable[_sales_pb2.GetSaleStatsRequest, _sales_pb2.SaleStats]  # type: ignore[assignment]
 
 class SalesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -79,14 +101,41 @@ class SalesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sales_pb2.ListSalesResponse, _abc.Awaitable[_sales_pb2.ListSalesResponse]]: ...
 
     @_abc_1.abstractmethod
+    def PrepareSale(
+        self,
+        request: _sales_pb2.PrepareSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sales_pb2.SalePartitions, _abc.Awaitable[_sales_pb2.SalePartitions]]:
+        """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
+        topic with as many partitions (idempotent: a second call with the same figures changes nothing).
+        """
+
+    @_abc_1.abstractmethod
     def Purchase(
         self,
         request: _sales_pb2.PurchaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sales_pb2.PurchaseDecision, _abc.Awaitable[_sales_pb2.PurchaseDecision]]:
-        """Purchase decides a request: never oversells, enforces the window and the per-user limit,
-        and is idempotent per request_id (a retry returns the first decision).
+        """Purchase submits a request: never oversells, enforces the window and the per-user limit, and is
+        idempotent per request_id (a retry returns the first decision). It returns at once with outcome
+        PENDING, or, when wait_ms > 0, waits up to that long for the decision.
         """
+
+    @_abc_1.abstractmethod
+    def PurchaseBatch(
+        self,
+        request: _sales_pb2.PurchaseBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sales_pb2.PurchaseBatchResponse, _abc.Awaitable[_sales_pb2.PurchaseBatchResponse]]:
+        """PurchaseBatch submits many requests in one call; each is decided like a Purchase without waiting."""
+
+    @_abc_1.abstractmethod
+    def PurchaseStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_sales_pb2.PurchaseBatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_sales_pb2.PurchaseBatchResponse, _abc.Awaitable[_sales_pb2.PurchaseBatchResponse]]:
+        """PurchaseStream submits batches over one client stream (ingress for gateways and load generators)."""
 
     @_abc_1.abstractmethod
     def GetPurchase(
@@ -94,7 +143,15 @@ class SalesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sales_pb2.GetPurchaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sales_pb2.PurchaseDecision, _abc.Awaitable[_sales_pb2.PurchaseDecision]]:
-        """GetPurchase returns the decision recorded for a request id."""
+        """GetPurchase returns the decision recorded for a request id (outcome PENDING while undecided)."""
+
+    @_abc_1.abstractmethod
+    def WatchPurchase(
+        self,
+        request: _sales_pb2.GetPurchaseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sales_pb2.PurchaseDecision], _abc.AsyncIterator[_sales_pb2.PurchaseDecision]]:
+        """WatchPurchase streams the request's state until it is decided (PENDING first if undecided)."""
 
     @_abc_1.abstractmethod
     def GetSaleStats(

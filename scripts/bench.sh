@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make bench`: one workload, in one process tree and one run, through the naive and conditional PostgreSQL
+# designs, Redis Lua at redis-benchmark's ceiling, bare gRPC and Flashsale's pipeline; writes reports/bench.json.
+# Installs Debian's redis-server / redis-tools and PostgreSQL 15 if missing (idempotent). Extra arguments go
+# to `python -m flashsale.bench` (e.g. --only a,b or --purchases 10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-.venv/bin/python}
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "bench: installing ${need_apt[*]}"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+exec "$py" -m flashsale.bench --report "${BENCH_REPORT:-reports/bench.json}" "$@"

@@ -1,0 +1,104 @@
+"""The single writer's decision of one batch of a partition's requests, in log order (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from flashsale.sales import domain
+
+
+@dataclasses.dataclass(frozen=True)
+class Terms:
+    """What a decision needs to know of its sale."""
+
+    sale_id: str
+    starts_at: int
+    ends_at: int
+    per_user_limit: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """A request read from the partition's log."""
+
+    request_id: str
+    user_id: str
+    quantity: int
+    arrived_at: int  # the broker's log-append time, epoch ms
+    offset: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The decision of one new request of the batch."""
+
+    request: Request
+    outcome: domain.Outcome
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchDecision:
+    """Everything a batch changes: new verdicts, stock taken, pool drawn, quantities newly held."""
+
+    verdicts: list[Verdict]
+    duplicates: list[Request]  # request ids decided before (the first decision stands)
+    taken: int  # units reserved by this batch
+    drawn: int  # units moved from the pool into the partition
+    held: dict[str, int]  # user → units newly reserved by this batch
+
+
+def decide_batch(
+    terms: Terms,
+    requests: Sequence[Request],
+    remaining: int,
+    pool: int,
+    held: dict[str, int],
+    decided_before: set[str],
+) -> BatchDecision:
+    """Decide requests in log order: window, then per-user limit, then stock (the partition's, then the pool's).
+
+    `held` is what each user of the batch holds already; `decided_before` the batch's request ids that have a
+    decision already. A request id seen twice keeps its first decision.
+    """
+    seen = set(decided_before)
+    holding = dict(held)
+    verdicts: list[Verdict] = []
+    duplicates: list[Request] = []
+    newly: dict[str, int] = {}
+    taken = drawn = 0
+    for req in requests:
+        if req.request_id in seen:
+            duplicates.append(req)
+            continue
+        seen.add(req.request_id)
+        outcome = _decide_one(terms, req, holding.get(req.user_id, 0), remaining + pool)
+        if outcome.accepted:
+            if req.quantity > remaining:
+                need = req.quantity - remaining
+                pool -= need
+                drawn += need
+                remaining += need
+            remaining -= req.quantity
+            taken += req.quantity
+            holding[req.user_id] = holding.get(req.user_id, 0) + req.quantity
+            newly[req.user_id] = newly.get(req.user_id, 0) + req.quantity
+        verdicts.append(Verdict(req, outcome))
+    return BatchDecision(verdicts, duplicates, taken, drawn, newly)
+
+
+def _decide_one(terms: Terms, req: Request, holds: int, available: int) -> domain.Outcome:
+    if req.arrived_at < terms.starts_at:
+        return domain.Outcome.NOT_STARTED
+    if req.arrived_at >= terms.ends_at:
+        return domain.Outcome.ENDED
+    if not domain.within_limit(holds, req.quantity, terms.per_user_limit):
+        return domain.Outcome.LIMIT_EXCEEDED
+    if not domain.in_stock(available, req.quantity):
+        return domain.Outcome.SOLD_OUT
+    return domain.Outcome.ACCEPTED
+
+
+def demand(terms: Terms, requests: Sequence[Request]) -> int:
+    """An upper bound of the units a batch may reserve (requests inside the window)."""
+    return sum(r.quantity for r in requests if terms.starts_at <= r.arrived_at < terms.ends_at)

@@ -1,0 +1,232 @@
+"""The sales worker: the single writer of each request-topic partition it is assigned.
+
+It decides a partition's requests in log order, in batches, one database transaction per batch that
+also stores the next offset; on assignment it seeks to the stored offset, so a crash replays to the
+same decisions. Decisions are published after commit and re-published on takeover if that was cut short.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import confluent_kafka
+
+from flashsale.common import database, errors, kafka, topics
+from flashsale.sales import domain, ledger, ledger_repository, messages, partitioning, repository
+from flashsale_api.v1 import sales_pb2
+
+log = logging.getLogger(__name__)
+
+GROUP = "flashsale-sales-workers"
+Decided = Callable[[list[domain.Decision]], None]
+
+
+@dataclasses.dataclass
+class _Assigned:
+    sale: domain.Sale
+    published: int
+
+
+class SalesWorker:
+    """Consumes every sale's request topic in one consumer group and decides its partitions' batches."""
+
+    def __init__(
+        self,
+        db: database.Database,
+        bootstrap: str,
+        producer: kafka.EventProducer,
+        on_decided: Decided,
+        batch_max: int = 5000,
+        group: str = GROUP,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._db = db
+        self._producer = producer
+        self._on_decided = on_decided
+        self._batch_max = batch_max
+        self._clock = clock
+        self._consumer = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "topic.metadata.refresh.interval.ms": 1000,
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 1000,
+                "fetch.wait.max.ms": 20,
+            }
+        )
+        self._assigned: dict[tuple[str, int], _Assigned] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sales-worker", daemon=True)
+
+    def start(self) -> None:
+        """Subscribe to every request topic and start deciding in the background."""
+        self._consumer.subscribe([partitioning.TOPIC_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the batch in hand and leave the group."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _on_assign(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
+        for tp in parts:
+            sale_id = partitioning.sale_of_topic(tp.topic)
+            decided, published = self._db.run_sync(
+                functools.partial(ledger_repository.offsets, topic=tp.topic, partition=tp.partition)
+            )
+            sale = self._db.run_sync(functools.partial(repository.get_sale, sale_id=sale_id))
+            tp.offset = decided
+            if sale is None:
+                log.warning("request topic of an unknown sale", extra={"topic": tp.topic})
+                continue
+            self._assigned[(tp.topic, tp.partition)] = _Assigned(sale, published)
+            if published < decided:
+                self._republish(sale, tp.topic, tp.partition, published, decided)
+        consumer.assign(parts)
+        log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+
+    def _on_revoke(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
+        for tp in parts:
+            self._assigned.pop((tp.topic, tp.partition), None)
+        consumer.unassign()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                msgs = self._consumer.consume(num_messages=self._batch_max, timeout=0.05)
+                if not msgs:
+                    continue
+                groups: dict[tuple[str, int], list[confluent_kafka.Message]] = {}
+                for msg in msgs:
+                    if msg.error() is not None:
+                        continue
+                    groups.setdefault((msg.topic() or "", msg.partition() or 0), []).append(msg)
+                for (topic, partition), batch in groups.items():
+                    self._decide_with_retry(topic, partition, batch)
+        except Exception:
+            log.exception("sales worker crashed")
+            raise
+        finally:
+            self._consumer.close()
+
+    def _decide_with_retry(self, topic: str, partition: int, batch: list[confluent_kafka.Message]) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                self._decide(topic, partition, batch)
+                return
+            except ledger_repository.StockMoved:
+                continue
+            except errors.TemporaryError as exc:
+                log.warning("batch failed; retrying", extra={"reason": str(exc), "topic": topic})
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+        # stopping with the batch undecided: nothing was stored, the next owner starts from the stored offset
+
+    def _decide(self, topic: str, partition: int, batch: Sequence[confluent_kafka.Message]) -> None:
+        state = self._assigned.get((topic, partition))
+        if state is None:
+            return
+        sale = state.sale
+        terms = ledger.Terms(sale.sale_id, sale.starts_at, sale.ends_at, sale.per_user_limit)
+        requests = [_request(msg) for msg in batch]
+        wanted = ledger.demand(terms, requests)
+        self._refill(sale.sale_id, partition, wanted)
+        now = self._clock()
+        end = (batch[-1].offset() or 0) + 1
+        dialect = self._db.dialect
+
+        def work(tx: database.Tx) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int]:
+            start, _ = ledger_repository.offsets(tx, topic, partition)
+            fresh = [r for r in requests if r.offset >= start]
+            remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
+            pool = ledger_repository.pool_remaining(tx, sale.sale_id)
+            users = sorted({r.user_id for r in fresh})
+            ids = [r.request_id for r in fresh]
+            held = ledger_repository.held(tx, sale.sale_id, users)
+            before = ledger_repository.decided_ids(tx, ids)
+            decided = ledger.decide_batch(terms, fresh, remaining, pool, held, before)
+            reservations = {v.request.request_id: uuid.uuid4().hex for v in decided.verdicts if v.outcome.accepted}
+            ledger_repository.write_batch(
+                tx, terms, partition, topic, decided, reservations, now, max(end, start), state.published
+            )
+            earlier = [d for d in (repository.get_decision(tx, r.request_id) for r in decided.duplicates) if d]
+            return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id)
+
+        decided, reservations, earlier, left = self._db.run_sync(work)
+        made = [
+            domain.Decision(
+                request_id=v.request.request_id,
+                sale_id=sale.sale_id,
+                user_id=v.request.user_id,
+                quantity=v.request.quantity,
+                outcome=v.outcome,
+                reservation_id=reservations.get(v.request.request_id, ""),
+                decided_at=now,
+            )
+            for v in decided.verdicts
+        ]
+        self._publish(sale, made, left)
+        state.published = end
+        self._on_decided(made + earlier)
+
+    def _refill(self, sale_id: str, partition: int, wanted: int) -> None:
+        """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
+        into the pool (one short transaction per donor, so a sale never reports sold out with stock elsewhere)."""
+        if wanted <= 0:
+            return
+        found = self._db.run_sync(lambda tx: ledger_repository.prepared(tx, sale_id))
+        if found is None:
+            return
+        mine = next((p.remaining for p in found.partitions if p.partition == partition), 0)
+        short = wanted - mine - found.pool_remaining
+        donors = sorted(
+            (p for p in found.partitions if p.partition != partition and p.remaining > 0), key=lambda p: -p.remaining
+        )
+        for donor in donors:
+            if short <= 0:
+                return
+            moved = self._db.run_sync(
+                functools.partial(
+                    ledger_repository.move_to_pool, sale_id=sale_id, partition=donor.partition, units=short
+                )
+            )
+            short -= moved
+
+    def _publish(self, sale: domain.Sale, made: Sequence[domain.Decision], left: int) -> None:
+        items = []
+        for decision in made:
+            env = messages.purchase_decided(domain.PurchaseResult(decision, sale, left, first_time=True))
+            env.event_id = f"decision-{decision.request_id}"
+            items.append((topics.SALES, env.key, env.SerializeToString()))
+        self._producer.produce_all(items)
+
+    def _republish(self, sale: domain.Sale, topic: str, partition: int, start: int, end: int) -> None:
+        rows = self._db.run_sync(
+            lambda tx: ledger_repository.decisions_between(tx, sale.sale_id, partition, start, end)
+        )
+        left = self._db.run_sync(lambda tx: ledger_repository.total_remaining(tx, sale.sale_id))
+        made = [
+            domain.Decision(rid, sale.sale_id, user, qty, domain.Outcome(outcome), res, self._clock())
+            for rid, user, qty, outcome, res in rows
+        ]
+        self._publish(sale, made, left)
+        self._db.run_sync(lambda tx: ledger_repository.mark_published(tx, topic, partition, end))
+        log.info("re-published decisions", extra={"topic": topic, "partition": partition, "count": len(made)})
+
+
+def _request(msg: confluent_kafka.Message) -> ledger.Request:
+    parsed = sales_pb2.PurchaseRequest()
+    parsed.ParseFromString(msg.value() or b"")
+    _, stamp = msg.timestamp()
+    return ledger.Request(parsed.request_id, parsed.user_id, parsed.quantity, int(stamp), msg.offset() or 0)

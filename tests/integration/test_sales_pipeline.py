@@ -1,0 +1,184 @@
+"""The partitioned pipeline end to end on both backends: prepare, take requests, decide in batches, watch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import grpc
+import pytest
+from test_sales_service import TopicReader, buy, fails, running, sale_request
+
+from flashsale.common import database, outbox, timeutil, topics
+from flashsale.common.settings import Settings
+from flashsale.order import repository as order_repository
+from flashsale.sales import partitioning
+from flashsale.verify import reader, rules
+from flashsale_api.v1 import events_pb2, sales_pb2, sales_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+ACCEPTED = sales_pb2.PURCHASE_OUTCOME_ACCEPTED
+SOLD_OUT = sales_pb2.PURCHASE_OUTCOME_SOLD_OUT
+PENDING = sales_pb2.PURCHASE_OUTCOME_PENDING
+
+
+async def _settled(sales: sales_pb2_grpc.SalesServiceAsyncStub, sale_id: str, total: int) -> sales_pb2.SaleStats:
+    """Wait until every taken request of the sale is decided."""
+    deadline = time.monotonic() + 60
+    while True:
+        stats = await sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale_id))
+        if stats.accepted_requests + stats.rejected_requests >= total and stats.requests_pending == 0:
+            return stats
+        assert time.monotonic() < deadline, f"still undecided: {stats}"
+        await asyncio.sleep(0.2)
+
+
+def _check(settings: Settings, sale_id: str) -> rules.Report:
+    """Every invariant the checker can judge without the order service (no orders are expected here)."""
+    orders = database.open_database(settings, "order")
+    orders.migrate([outbox.MIGRATION, *order_repository.MIGRATIONS])
+    orders.close()
+    snapshot = reader.read_snapshot(settings, sale_id)
+    return rules.check(snapshot, now_ms=timeutil.now_ms(), sale_finished=True, orders_settled=False)
+
+
+async def test_prepare_splits_the_stock_and_is_idempotent(backend_settings: Settings) -> None:
+    async with running(backend_settings) as p:
+        sale = await p.sales.CreateSale(sale_request(p.product_id, stock=30))
+        first = await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4, reserve=2))
+        assert [s.stock for s in first.partitions] == [7, 7, 7, 7]
+        assert (first.reserve, first.reserve_remaining, first.topic) == (2, 2, partitioning.request_topic(sale.sale_id))
+        again = await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4, reserve=2))
+        assert again == first
+        await fails(
+            p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=0)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "partitions",
+        )
+        await fails(
+            p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=2, reserve=31)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "reserve",
+        )
+        await fails(
+            p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id="nope", partitions=2)),
+            grpc.StatusCode.NOT_FOUND,
+            "sale_id",
+        )
+        unchanged = await p.sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale.sale_id))
+        assert [s.stock for s in unchanged.partitions] == [7, 7, 7, 7]
+
+
+async def test_a_crowd_in_batches_buys_exactly_the_stock(backend_settings: Settings) -> None:
+    async with running(backend_settings) as p:
+        sale = await p.sales.CreateSale(sale_request(p.product_id, stock=40, per_user_limit=2))
+        await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4, reserve=4))
+        events = TopicReader(p.settings.kafka_bootstrap, topics.SALES)
+        users = [f"u{i}" for i in range(60)]
+        requests = [buy(sale.sale_id, u) for u in users]
+        requests += [buy(sale.sale_id, u, quantity=2) for u in users[:20]]  # second tries, some above the limit
+        requests += [buy(sale.sale_id, r.user_id, request_id=r.request_id) for r in requests[:15]]  # retries
+        half = len(requests) // 2
+        taken = await p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=requests[:half]))
+        streamed = await p.sales.PurchaseStream(
+            iter([sales_pb2.PurchaseBatchRequest(requests=requests[half:])])  # type: ignore[arg-type]
+        )
+        assert taken.submitted + streamed.submitted == len(requests)
+        distinct = len({r.request_id for r in requests})
+        stats = await _settled(p.sales, sale.sale_id, distinct)
+        assert stats.accepted_requests + stats.rejected_requests == distinct
+        assert stats.remaining == 0 and stats.reserve_remaining == 0
+        assert stats.reserved == 40
+        decisions = {
+            r.request_id: await p.sales.GetPurchase(sales_pb2.GetPurchaseRequest(request_id=r.request_id))
+            for r in requests
+        }
+        held: Counter[str] = Counter()
+        for d in decisions.values():
+            if d.outcome == ACCEPTED:
+                held[d.user_id] += d.quantity
+        assert sum(held.values()) == 40
+        assert max(held.values()) <= 2
+        report = _check(p.settings, sale.sale_id)
+        assert report.ok, [v for v in report.violations if v.count]
+        published: dict[str, events_pb2.PurchaseDecided] = {}
+        deadline = time.monotonic() + 30
+        while len(published) < distinct:
+            for env in events.drain(timeout=1.0):
+                if env.type == "purchase.decided":
+                    body = events_pb2.PurchaseDecided()
+                    env.payload.Unpack(body)
+                    if body.sale_id == sale.sale_id:
+                        assert env.event_id == f"decision-{body.request_id}"
+                        published[body.request_id] = body
+            assert time.monotonic() < deadline, f"{len(published)} of {distinct} decisions published"
+        assert sum(1 for b in published.values() if b.accepted) == stats.accepted_requests
+
+
+async def test_no_partition_sells_out_while_stock_is_left_elsewhere(backend_settings: Settings) -> None:
+    async with running(backend_settings) as p:
+        sale = await p.sales.CreateSale(sale_request(p.product_id, stock=8, per_user_limit=1))
+        await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4))
+        crowd = [u for u in (f"user-{i}" for i in range(500)) if partitioning.partition_of(u, 4) == 0][:12]
+        await p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[buy(sale.sale_id, u) for u in crowd]))
+        stats = await _settled(p.sales, sale.sale_id, len(crowd))
+        assert (stats.accepted_requests, stats.rejected_requests, stats.remaining) == (8, 4, 0)
+        report = _check(p.settings, sale.sale_id)
+        assert report.ok, [v for v in report.violations if v.count]
+        assert report.count("undersell") == 0
+
+
+async def test_purchase_waits_for_its_decision_and_can_be_watched(backend_settings: Settings) -> None:
+    async with running(backend_settings) as p:
+        sale = await p.sales.CreateSale(sale_request(p.product_id, stock=1, per_user_limit=1))
+        await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=2))
+        first = buy(sale.sale_id, "ann")
+        first.wait_ms = 20_000
+        decided = await p.sales.Purchase(first)
+        assert decided.outcome == ACCEPTED and decided.reservation_id
+        again = await p.sales.Purchase(first)
+        assert again.reservation_id == decided.reservation_id
+        late = buy(sale.sale_id, "bob")
+        quick = await p.sales.Purchase(late)
+        assert quick.outcome in (PENDING, SOLD_OUT)
+        seen = [
+            d.outcome async for d in p.sales.WatchPurchase(sales_pb2.GetPurchaseRequest(request_id=late.request_id))
+        ]
+        assert seen[-1] == SOLD_OUT
+        got = await p.sales.GetPurchase(sales_pb2.GetPurchaseRequest(request_id=late.request_id))
+        assert got.outcome == SOLD_OUT
+
+
+async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None:
+    async with running(backend_settings) as p:
+        prepared = await p.sales.CreateSale(sale_request(p.product_id, stock=5, per_user_limit=1))
+        await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=prepared.sale_id, partitions=2))
+        plain = await p.sales.CreateSale(sale_request(p.product_id, stock=5))
+        good = buy(prepared.sale_id, "ann")
+        await fails(
+            p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[good, buy(prepared.sale_id, "bob", 0)])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "requests[1].quantity",
+        )
+        await fails(
+            p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[good, buy(prepared.sale_id, "bob", 2)])),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "requests[1].quantity",
+        )
+        await fails(
+            p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[buy(plain.sale_id, "cid")])),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "requests[0].sale_id",
+        )
+        await fails(
+            p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest()), grpc.StatusCode.INVALID_ARGUMENT, "requests"
+        )
+        await fails(
+            p.sales.GetPurchase(sales_pb2.GetPurchaseRequest(request_id=good.request_id)),
+            grpc.StatusCode.NOT_FOUND,
+            "request_id",
+        )
+        stats = await p.sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=prepared.sale_id))
+        assert stats.requests_pending == 0 and stats.remaining == 5

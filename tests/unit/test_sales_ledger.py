@@ -1,0 +1,67 @@
+"""The single writer's batch decision: log order, window, limit, stock, pool, duplicates."""
+
+from flashsale.sales import domain, ledger, partitioning
+
+TERMS = ledger.Terms("s", starts_at=1_000, ends_at=2_000, per_user_limit=2)
+A = domain.Outcome
+
+
+def _r(rid: str, user: str, qty: int = 1, at: int = 1_500, offset: int = 0) -> ledger.Request:
+    return ledger.Request(rid, user, qty, at, offset)
+
+
+def _outcomes(batch: ledger.BatchDecision) -> list[tuple[str, A]]:
+    return [(v.request.request_id, v.outcome) for v in batch.verdicts]
+
+
+def test_first_come_first_served_in_log_order() -> None:
+    batch = ledger.decide_batch(TERMS, [_r("1", "a"), _r("2", "b"), _r("3", "c")], 2, 0, {}, set())
+    assert _outcomes(batch) == [("1", A.ACCEPTED), ("2", A.ACCEPTED), ("3", A.SOLD_OUT)]
+    assert (batch.taken, batch.drawn, batch.held) == (2, 0, {"a": 1, "b": 1})
+
+
+def test_window_uses_the_arrival_time() -> None:
+    batch = ledger.decide_batch(
+        TERMS, [_r("1", "a", at=999), _r("2", "b", at=2_000), _r("3", "c", at=1_000)], 5, 0, {}, set()
+    )
+    assert _outcomes(batch) == [("1", A.NOT_STARTED), ("2", A.ENDED), ("3", A.ACCEPTED)]
+
+
+def test_limit_counts_what_the_user_holds_and_this_batch() -> None:
+    batch = ledger.decide_batch(TERMS, [_r("1", "a"), _r("2", "a"), _r("3", "b", 2)], 10, 0, {"a": 1, "b": 1}, set())
+    assert _outcomes(batch) == [("1", A.ACCEPTED), ("2", A.LIMIT_EXCEEDED), ("3", A.LIMIT_EXCEEDED)]
+
+
+def test_a_rejected_request_takes_nothing() -> None:
+    batch = ledger.decide_batch(TERMS, [_r("1", "a", 2), _r("2", "b")], 1, 0, {}, set())
+    assert _outcomes(batch) == [("1", A.SOLD_OUT), ("2", A.ACCEPTED)]
+    assert batch.taken == 1
+
+
+def test_the_pool_tops_up_the_partition_only_by_what_is_needed() -> None:
+    batch = ledger.decide_batch(TERMS, [_r("1", "a", 2), _r("2", "b", 2), _r("3", "c")], 1, 3, {}, set())
+    assert _outcomes(batch) == [("1", A.ACCEPTED), ("2", A.ACCEPTED), ("3", A.SOLD_OUT)]
+    assert (batch.taken, batch.drawn) == (4, 3)
+
+
+def test_a_request_id_keeps_its_first_decision() -> None:
+    batch = ledger.decide_batch(TERMS, [_r("1", "a"), _r("1", "a"), _r("2", "b")], 5, 0, {}, {"2"})
+    assert _outcomes(batch) == [("1", A.ACCEPTED)]
+    assert [d.request_id for d in batch.duplicates] == ["1", "2"]
+    assert batch.taken == 1
+
+
+def test_demand_counts_only_requests_inside_the_window() -> None:
+    assert ledger.demand(TERMS, [_r("1", "a", 2), _r("2", "b", at=5), _r("3", "c", 3, at=1_999)]) == 5
+
+
+def test_split_spreads_the_remainder_and_keeps_the_reserve() -> None:
+    assert partitioning.split(10, 4, 1) == [3, 2, 2, 2]
+    assert sum(partitioning.split(1_000_003, 7, 3)) == 1_000_000
+
+
+def test_a_user_always_lands_in_one_partition() -> None:
+    assert {partitioning.partition_of("ann", 8) for _ in range(5)} == {partitioning.partition_of("ann", 8)}
+    spread = {partitioning.partition_of(f"user-{i}", 8) for i in range(200)}
+    assert spread == set(range(8))
+    assert partitioning.sale_of_topic(partitioning.request_topic("abc")) == "abc"
