@@ -72,7 +72,12 @@ async def buy(session: aiohttp.ClientSession, sale_id: str, shopper: Shopper, qu
             headers=shopper.headers,
         ) as resp:
             body = await resp.json()
-            outcome = str(body.get("outcome", "ERROR")) if resp.status in (201, 409) else "ERROR"
+            outcome = str(body.get("outcome", "ERROR")) if resp.status in (201, 202, 409) else "ERROR"
+        while outcome == "PENDING":  # taken, not decided within the gateway's wait: ask again
+            await asyncio.sleep(0.1)
+            async with session.get(f"/v1/purchases/{request_id}", headers=shopper.headers) as resp:
+                body = await resp.json()
+                outcome = str(body.get("outcome", "ERROR")) if resp.status == 200 else "ERROR"
     except (aiohttp.ClientError, TimeoutError, ValueError):
         outcome = "ERROR"
     latency = (time.perf_counter() - started) * 1000

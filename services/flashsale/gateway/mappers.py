@@ -125,6 +125,19 @@ def sale_stats(msg: sales_pb2.SaleStats) -> schemas.SaleStats:
         remaining=msg.remaining,
         accepted_requests=msg.accepted_requests,
         rejected_requests=msg.rejected_requests,
+        requests_pending=msg.requests_pending,
+        reserve_remaining=msg.reserve_remaining,
+        partitions=[
+            schemas.PartitionStats(
+                partition=p.partition,
+                stock=p.stock,
+                remaining=p.remaining,
+                decided=p.decided,
+                committed_offset=p.committed_offset,
+                end_offset=p.end_offset,
+            )
+            for p in msg.partitions
+        ],
     )
 
 

@@ -84,6 +84,18 @@ class SaleIn(_Request):
     per_user_limit: int = pydantic.Field(1, strict=True, ge=1, le=10_000)
     starts_at: pydantic.AwareDatetime
     ends_at: pydantic.AwareDatetime
+    partitions: int = pydantic.Field(
+        4, strict=True, ge=0, le=256, description="Stock partitions (0: one transaction per purchase, no pipeline)."
+    )
+    reserve: int = pydantic.Field(0, strict=True, ge=0, description="Units kept in the reserve pool.")
+
+    @pydantic.field_validator("reserve")
+    @classmethod
+    def _within_stock(cls, value: int, info: pydantic.ValidationInfo) -> int:
+        stock = info.data.get("stock")
+        if stock is not None and value > stock:
+            raise ValueError("must not exceed the stock")
+        return value
 
     @pydantic.field_validator("ends_at")
     @classmethod
@@ -192,8 +204,19 @@ class SaleList(pydantic.BaseModel):
     sales: list[Sale]
 
 
+class PartitionStats(pydantic.BaseModel):
+    """Counters of one stock partition of a prepared sale."""
+
+    partition: int
+    stock: int
+    remaining: int
+    decided: int
+    committed_offset: int
+    end_offset: int
+
+
 class SaleStats(pydantic.BaseModel):
-    """Counters of a sale."""
+    """Counters of a sale (per partition when it was prepared)."""
 
     sale_id: str
     stock: int
@@ -202,6 +225,9 @@ class SaleStats(pydantic.BaseModel):
     remaining: int
     accepted_requests: int
     rejected_requests: int
+    requests_pending: int
+    reserve_remaining: int
+    partitions: list[PartitionStats]
 
 
 Outcome = Literal["PENDING", "ACCEPTED", "SOLD_OUT", "LIMIT_EXCEEDED", "NOT_STARTED", "ENDED"]

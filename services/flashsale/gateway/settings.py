@@ -19,7 +19,12 @@ class GatewaySettings(pydantic_settings.BaseSettings):
         description="Value the X-Admin-Key header must carry on admin endpoints (required, non-empty)."
     )
     rpc_timeout_s: float = pydantic.Field(10.0, gt=0, le=120, description="Deadline of a gRPC call.")
-    purchase_timeout_s: float = pydantic.Field(5.0, gt=0, le=60, description="Deadline of a Purchase call.")
+    purchase_timeout_s: float = pydantic.Field(
+        5.0, gt=0, le=60, description="Deadline of a Purchase call beyond its wait."
+    )
+    purchase_wait_s: float = pydantic.Field(
+        3.0, ge=0, le=30, description="How long a purchase waits for its decision before answering 202 PENDING."
+    )
     health_timeout_s: float = pydantic.Field(2.0, gt=0, le=30, description="Deadline of a readiness probe call.")
     sse_keepalive_s: float = pydantic.Field(15.0, gt=0, le=300, description="Interval of SSE keep-alive comments.")
     stream_max_s: float = pydantic.Field(

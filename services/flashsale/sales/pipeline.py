@@ -7,6 +7,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import confluent_kafka
@@ -139,6 +140,7 @@ class Pipeline:
                 except confluent_kafka.KafkaException as exc:
                     if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                         raise errors.TemporaryError(f"cannot create {topic}: {exc}") from exc
+            _wait_for_leaders(client, topic, partitions)
             return
         have = len(meta.partitions)
         if have < partitions:
@@ -239,14 +241,39 @@ class Pipeline:
             )
         ends = {}
         for p in partitions:
-            _, high = self._watermarks.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)
-            ends[p] = int(high)
+            for attempt in range(20):
+                try:
+                    _, high = self._watermarks.get_watermark_offsets(
+                        confluent_kafka.TopicPartition(topic, p), timeout=10
+                    )
+                    ends[p] = int(high)
+                    break
+                except confluent_kafka.KafkaException as exc:  # e.g. a leader being elected
+                    if attempt == 19:
+                        raise errors.TemporaryError(f"cannot read the end of {topic}[{p}]: {exc}") from exc
+                    time.sleep(0.1)
         return ends
 
     def close(self) -> None:
         """Release the Kafka client used for watermarks."""
         if self._watermarks is not None:
             self._watermarks.close()
+
+
+def _wait_for_leaders(client: kafka_admin.AdminClient, topic: str, partitions: int, within_s: float = 30.0) -> None:
+    """Wait until every partition of a new topic has a leader (its offsets can be read and written)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        meta = client.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            meta is not None
+            and meta.error is None
+            and len(meta.partitions) >= partitions
+            and all(p.leader >= 0 and p.error is None for p in meta.partitions.values())
+        ):
+            return
+        time.sleep(0.05)
+    raise errors.TemporaryError(f"{topic} has no leader for every partition after {within_s}s")
 
 
 def partitions_message(sale_id: str, found: ledger_repository.Prepared) -> sales_pb2.SalePartitions:

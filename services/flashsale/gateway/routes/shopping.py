@@ -49,8 +49,11 @@ def router() -> fastapi.APIRouter:
             user_id=caller.user_id,
             quantity=body.quantity,
             request_id=body.request_id or uuid.uuid4().hex,
+            wait_ms=int(ctx.gateway.purchase_wait_s * 1000),
         )
-        decision = mappers.decision(await ctx.clients.sales.Purchase(rpc, timeout=ctx.gateway.purchase_timeout_s))
+        decision = mappers.decision(
+            await ctx.clients.sales.Purchase(rpc, timeout=ctx.gateway.purchase_wait_s + ctx.gateway.purchase_timeout_s)
+        )
         status = _DECISION_STATUS.get(decision.outcome, 409)
         return responses.JSONResponse(decision.model_dump(mode="json"), status_code=status)
 
