@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo up test bench lint typecheck proto proto-check unit integration clean
+.PHONY: install demo up test bench loadtest lint typecheck proto proto-check unit integration clean
 
 install:
 	@scripts/bootstrap.sh
@@ -19,6 +19,9 @@ test: install lint typecheck proto-check
 
 unit: install
 	$(PY) -m pytest -q tests/unit
+
+loadtest: install
+	$(PY) -m flashsale.cli loadtest
 
 bench: install
 	scripts/bench.sh

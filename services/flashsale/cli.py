@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flashsale.bench import runner as bench_runner
 from flashsale.common import settings as settings_module
+from flashsale.loadtest import cli as loadtest_cli
 from flashsale.verify import cli as verify_cli
 
 PROCESSES = ("user", "product", "sales", "order", "notification", "gateway")
@@ -85,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_p = sub.add_parser("bench", help="benchmark the purchase designs on one workload (reports/bench.json)")
     bench_runner.add_arguments(bench_p)
     bench_p.set_defaults(func=_bench)
+
+    load_p = sub.add_parser(
+        "loadtest", help="a spike of simulated shoppers, then the checker and a report (JSON + PNG)"
+    )
+    loadtest_cli.add_arguments(load_p)
+    load_p.set_defaults(func=loadtest_cli.run)
 
     demo_p = sub.add_parser("demo", help="start the platform, run a demo flash sale, print a report, stop")
     demo_p.add_argument("--postgres", action="store_true", help="store on PostgreSQL instead of SQLite")

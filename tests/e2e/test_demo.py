@@ -48,3 +48,5 @@ def test_demo_sells_within_stock_and_writes_the_report(tmp_path: Path, backend: 
     assert report["rejected"] == 30
     assert report["paid"] + report["expired"] == report["sold"]
     assert report["p99_ms"] >= report["p50_ms"] > 0
+    assert report["checker"]["ok"], [v for v in report["checker"]["violations"] if v["count"]]
+    assert report["checker"]["orders_settled"] and report["checker"]["sale_finished"]

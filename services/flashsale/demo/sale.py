@@ -16,8 +16,10 @@ import httpx
 from rich import console as rich_console
 from rich import progress, table
 
+from flashsale.common import timeutil
 from flashsale.demo import report, shoppers
 from flashsale.platform import supervisor
+from flashsale.verify import reader, rules
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +118,13 @@ async def run_sale(
         endings = await asyncio.gather(*(settle(i, a) for i, a in enumerate(accepted)))
         paid, expired = endings.count("PAID"), endings.count("EXPIRED")
         stats = await _wait_released(client, sale_id, args.stock, sum(a.quantity for a in accepted[:to_pay]))
-        return report.build_report(
+        snapshot = await asyncio.to_thread(reader.read_snapshot, platform.settings(), sale_id)
+        checked = rules.check(snapshot, now_ms=timeutil.now_ms(), sale_finished=True, orders_settled=True)
+        result = report.build_report(
             stock=args.stock, limit=args.limit, attempts=attempts, paid=paid, expired=expired, server_stats=stats
         )
+        result["checker"] = checked.to_dict()
+        return result
 
 
 async def _wait_released(client: httpx.AsyncClient, sale_id: str, stock: int, paid_quantity: int) -> dict[str, Any]:
@@ -149,6 +155,8 @@ def _print(con: rich_console.Console, result: dict[str, Any], path: Path) -> Non
     ):
         grid.add_row(key, str(result[key]))
     con.print(grid)
+    broken = [f"{v['name']} ({v['count']})" for v in result["checker"]["violations"] if v["count"]]
+    con.print("invariant checker: " + (", ".join(broken) if broken else "every invariant holds"))
     con.print(f"report written to {path}")
 
 
@@ -181,5 +189,10 @@ def main(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     _print(con, result, path)
-    ok = result["oversold"] == 0 and result["per_user_violations"] == 0 and 0 < result["sold"] <= result["stock"]
+    ok = (
+        result["oversold"] == 0
+        and result["per_user_violations"] == 0
+        and 0 < result["sold"] <= result["stock"]
+        and result["checker"]["ok"]
+    )
     return 0 if ok else 1

@@ -18,6 +18,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from flashsale.common.settings import ENV_PREFIX, Settings
 from flashsale.platform import cache, kafka_broker, mailcatcher, postgres_server
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class LocalPlatform:
         self.mail = mailcatcher.MailCatcher()
         self.sms = mailcatcher.SmsSink()
         self.admin_key = secrets.token_urlsafe(24)
+        self._jwt_secret = secrets.token_urlsafe(32)
         self.ports = {name: cache.free_port() for name in SERVICES}
         self.gateway_port = options.gateway_port or cache.free_port()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -63,7 +65,7 @@ class LocalPlatform:
                 "FLASHSALE_KAFKA_BOOTSTRAP": self.kafka.bootstrap_servers,
                 "FLASHSALE_DB_BACKEND": self.options.backend,
                 "FLASHSALE_SQLITE_DIR": str(self.data_dir / "db"),
-                "FLASHSALE_JWT_SECRET": secrets.token_urlsafe(32),
+                "FLASHSALE_JWT_SECRET": self._jwt_secret,
                 "FLASHSALE_ADMIN_API_KEY": self.admin_key,
                 "FLASHSALE_SMTP_HOST": "127.0.0.1",
                 "FLASHSALE_SMTP_PORT": str(self.mail.port),
@@ -78,6 +80,12 @@ class LocalPlatform:
             env[f"FLASHSALE_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
         env.update(dict(self.options.extra_env))
         return env
+
+    def settings(self) -> Settings:
+        """The shared settings the services run with (for tools such as the invariant checker)."""
+        env = self.env()
+        fields = {k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+        return Settings.model_validate(fields)
 
     def start(self) -> None:
         """Start everything and wait until every service answers its health check."""

@@ -1,0 +1,1 @@
+"""`flashsale loadtest`: a spike of simulated shoppers against the purchase pipeline, checked and reported."""
