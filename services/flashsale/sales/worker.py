@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import confluent_kafka
 
@@ -25,12 +26,25 @@ log = logging.getLogger(__name__)
 
 GROUP = "flashsale-sales-workers"
 Decided = Callable[[list[domain.Decision]], None]
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass
 class _Assigned:
     sale: domain.Sale
     published: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """A committed batch, to publish."""
+
+    state: _Assigned
+    sale: domain.Sale
+    made: list[domain.Decision]
+    earlier: list[domain.Decision]
+    left: int
+    end: int
 
 
 class SalesWorker:
@@ -81,19 +95,36 @@ class SalesWorker:
     def _on_assign(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
         for tp in parts:
             sale_id = partitioning.sale_of_topic(tp.topic)
-            decided, published = self._db.run_sync(
-                functools.partial(ledger_repository.offsets, topic=tp.topic, partition=tp.partition)
+            decided, published = self._until_done(
+                functools.partial(
+                    self._db.run_sync,
+                    functools.partial(ledger_repository.offsets, topic=tp.topic, partition=tp.partition),
+                )
             )
-            sale = self._db.run_sync(functools.partial(repository.get_sale, sale_id=sale_id))
+            sale = self._until_done(
+                functools.partial(self._db.run_sync, functools.partial(repository.get_sale, sale_id=sale_id))
+            )
             tp.offset = decided
             if sale is None:
                 log.warning("request topic of an unknown sale", extra={"topic": tp.topic})
                 continue
             self._assigned[(tp.topic, tp.partition)] = _Assigned(sale, published)
             if published < decided:
-                self._republish(sale, tp.topic, tp.partition, published, decided)
+                self._until_done(functools.partial(self._republish, sale, tp.topic, tp.partition, published, decided))
         consumer.assign(parts)
         log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
+
+    def _until_done(self, step: Callable[[], _T]) -> _T:
+        """Run a step of a rebalance until the database and Kafka let it through (a crash of the consumer thread
+        here would leave the process alive and deciding nothing)."""
+        backoff = 0.05
+        while True:
+            try:
+                return step()
+            except (errors.TemporaryError, confluent_kafka.KafkaException) as exc:
+                log.warning("rebalance step failed; retrying", extra={"reason": str(exc)})
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     def _on_revoke(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
         for tp in parts:
@@ -121,22 +152,39 @@ class SalesWorker:
 
     def _decide_with_retry(self, topic: str, partition: int, batch: list[confluent_kafka.Message]) -> None:
         backoff = 0.05
+        decided: _Batch | None = None
         while not self._stop.is_set():
             try:
-                self._decide(topic, partition, batch)
-                return
+                decided = self._decide(topic, partition, batch)
+                break
             except ledger_repository.StockMoved:
                 continue
             except errors.TemporaryError as exc:
                 log.warning("batch failed; retrying", extra={"reason": str(exc), "topic": topic})
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 2.0)
-        # stopping with the batch undecided: nothing was stored, the next owner starts from the stored offset
+        if decided is None:
+            return  # stopping undecided: nothing was stored, the next owner starts from the stored offset
+        # The batch is committed: from here on only publishing is retried (deciding it again would find nothing new
+        # and its decisions would never be published).
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                self._publish(decided.sale, decided.made, decided.left)
+                break
+            except (errors.TemporaryError, confluent_kafka.KafkaException) as exc:
+                log.warning("publishing decisions failed; retrying", extra={"reason": str(exc), "topic": topic})
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+        else:
+            return  # stopping unpublished: published_offset lags, the next owner re-publishes from there
+        decided.state.published = decided.end
+        self._on_decided(decided.made + decided.earlier)
 
-    def _decide(self, topic: str, partition: int, batch: Sequence[confluent_kafka.Message]) -> None:
+    def _decide(self, topic: str, partition: int, batch: Sequence[confluent_kafka.Message]) -> _Batch | None:
         state = self._assigned.get((topic, partition))
         if state is None:
-            return
+            return None
         sale = state.sale
         terms = ledger.Terms(sale.sale_id, sale.starts_at, sale.ends_at, sale.per_user_limit)
         requests = [_request(msg) for msg in batch]
@@ -147,9 +195,10 @@ class SalesWorker:
         dialect = self._db.dialect
 
         def work(tx: database.Tx) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int]:
+            # the partition row lock first: the stored offset read under it cannot be moved by another writer
+            remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
             start, _ = ledger_repository.offsets(tx, topic, partition)
             fresh = [r for r in requests if r.offset >= start]
-            remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
             pool = ledger_repository.pool_remaining(tx, sale.sale_id)
             users = sorted({r.user_id for r in fresh})
             ids = [r.request_id for r in fresh]
@@ -176,9 +225,7 @@ class SalesWorker:
             )
             for v in decided.verdicts
         ]
-        self._publish(sale, made, left)
-        state.published = end
-        self._on_decided(made + earlier)
+        return _Batch(state, sale, made, earlier, left, end)
 
     def _refill(self, sale_id: str, partition: int, wanted: int) -> None:
         """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
