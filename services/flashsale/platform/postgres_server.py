@@ -145,18 +145,20 @@ class PostgresServer:
 
     def _run_as_owner(self, cmd: list[str]) -> subprocess.CompletedProcess[str]:
         """Run ``cmd`` as the postgres OS user (when root) and capture its output."""
-        owner = self._owner
         return subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=self._env(),
-            cwd=self.data_dir,
-            user=None if owner is None else owner.pw_uid,
-            group=None if owner is None else owner.pw_gid,
-            extra_groups=None if owner is None else [],
+            self._as_owner(cmd), capture_output=True, text=True, check=False, env=self._env(), cwd=self.data_dir
         )
+
+    def _as_owner(self, cmd: list[str]) -> list[str]:
+        """Prefix ``cmd`` with setpriv to drop to the postgres OS user when root.
+
+        Switching users with Popen(user=...) forces a real fork() of this process, which can crash in a
+        process with gRPC threads; setpriv lets subprocess spawn without forking the interpreter's state.
+        """
+        owner = self._owner
+        if owner is None:
+            return cmd
+        return ["setpriv", f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}", "--clear-groups", "--", *cmd]
 
     def _initdb(self, bin_dir: pathlib.Path) -> None:
         """Initialise the cluster (trust auth, UTF8, C locale) unless it already exists."""
@@ -196,28 +198,26 @@ class PostgresServer:
         self._initdb(bin_dir)
         started = time.monotonic()
         with self.log_file.open("ab") as out:
-            owner = self._owner
             self._proc = subprocess.Popen(
-                [
-                    str(bin_dir / "postgres"),
-                    "-D",
-                    str(self.pgdata),
-                    "-p",
-                    str(self.port),
-                    "-h",
-                    "127.0.0.1",
-                    "-k",
-                    str(socket_dir),
-                ],
+                self._as_owner(
+                    [
+                        str(bin_dir / "postgres"),
+                        "-D",
+                        str(self.pgdata),
+                        "-p",
+                        str(self.port),
+                        "-h",
+                        "127.0.0.1",
+                        "-k",
+                        str(socket_dir),
+                    ]
+                ),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env=self._env(),
                 cwd=self.data_dir,
-                user=None if owner is None else owner.pw_uid,
-                group=None if owner is None else owner.pw_gid,
-                extra_groups=None if owner is None else [],
             )
         try:
             self._wait_ready(started + timeout)
