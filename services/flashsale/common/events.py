@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import uuid
 
-from google.protobuf import any_pb2, message
+from google.protobuf import any_pb2, message, timestamp_pb2
 
 from flashsale.common import errors, timeutil
 from flashsale_api.v1 import events_pb2
 
 
-def envelope(event_type: str, key: str, payload: message.Message, source: str) -> events_pb2.EventEnvelope:
-    """Wrap a payload in a new envelope with a fresh event id and the current time."""
+def envelope(
+    event_type: str,
+    key: str,
+    payload: message.Message,
+    source: str,
+    event_id: str = "",
+    occurred_at: timestamp_pb2.Timestamp | None = None,
+) -> events_pb2.EventEnvelope:
+    """Wrap a payload in a new envelope: a fresh event id and the current time unless given (a caller building
+    many envelopes at once may pass one timestamp for all and ids of its own)."""
     packed = any_pb2.Any()
     packed.Pack(payload)
     return events_pb2.EventEnvelope(
-        event_id=uuid.uuid4().hex,
+        event_id=event_id or uuid.uuid4().hex,
         type=event_type,
-        occurred_at=timeutil.to_timestamp(timeutil.now_ms()),
+        occurred_at=occurred_at if occurred_at is not None else timeutil.to_timestamp(timeutil.now_ms()),
         key=key,
         source=source,
         payload=packed,

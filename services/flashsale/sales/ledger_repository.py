@@ -103,8 +103,14 @@ def pool_remaining(tx: database.Tx, sale_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-def held(tx: database.Tx, sale_id: str, users: Sequence[str]) -> dict[str, int]:
+def held(tx: database.Tx, sale_id: str, users: Sequence[str], dialect: str = "sqlite") -> dict[str, int]:
     """Units each of these users holds in the sale."""
+    if dialect == "postgres":
+        rows = tx.fetchall(
+            "SELECT user_id, qty FROM user_counters WHERE sale_id = ? AND user_id = ANY(?::text[])",
+            (sale_id, list(users)),
+        )
+        return {str(u): int(q) for u, q in rows}
     found: dict[str, int] = {}
     for chunk in _chunks(users):
         marks = ", ".join("?" * len(chunk))
@@ -115,14 +121,43 @@ def held(tx: database.Tx, sale_id: str, users: Sequence[str]) -> dict[str, int]:
     return found
 
 
-def decided_ids(tx: database.Tx, request_ids: Sequence[str]) -> set[str]:
+def decided_ids(tx: database.Tx, request_ids: Sequence[str], dialect: str = "sqlite") -> set[str]:
     """Which of these request ids have a decision already."""
+    if dialect == "postgres":
+        rows = tx.fetchall("SELECT request_id FROM decisions WHERE request_id = ANY(?::text[])", (list(request_ids),))
+        return {str(r[0]) for r in rows}
     found: set[str] = set()
     for chunk in _chunks(request_ids):
         marks = ", ".join("?" * len(chunk))
         rows = tx.fetchall(f"SELECT request_id FROM decisions WHERE request_id IN ({marks})", tuple(chunk))
         found.update(str(r[0]) for r in rows)
     return found
+
+
+_DECISION_COLUMNS = (
+    "request_id, sale_id, user_id, quantity, outcome, reservation_id, decided_at, partition, log_offset, arrived_at"
+)
+_RESERVATION_COLUMNS = (
+    "reservation_id, request_id, sale_id, user_id, quantity, status, created_at, updated_at, partition"
+)
+# PostgreSQL: one statement per table, the rows as column arrays (a Python list binds a PostgreSQL array)
+_PG_DECISIONS = (
+    f"INSERT INTO decisions ({_DECISION_COLUMNS}) "
+    "SELECT r, ?::text, u, q, o, res, ?::bigint, ?::int, off, arr "
+    "FROM unnest(?::text[], ?::text[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::bigint[]) "
+    "AS t(r, u, q, o, res, off, arr) ON CONFLICT (request_id) DO NOTHING"
+)
+_PG_RESERVATIONS = (
+    f"INSERT INTO reservations ({_RESERVATION_COLUMNS}) "
+    "SELECT res, r, ?::text, u, q, ?::text, ?::bigint, ?::bigint, ?::int "
+    "FROM unnest(?::text[], ?::text[], ?::text[], ?::int[]) "
+    "AS t(res, r, u, q) ON CONFLICT DO NOTHING"
+)
+_PG_COUNTERS = (
+    "INSERT INTO user_counters (sale_id, user_id, qty) "
+    "SELECT ?::text, u, q FROM unnest(?::text[], ?::int[]) AS t(u, q) "
+    "ON CONFLICT (sale_id, user_id) DO UPDATE SET qty = user_counters.qty + excluded.qty"
+)
 
 
 def write_batch(
@@ -135,6 +170,7 @@ def write_batch(
     now: int,
     next_offset: int,
     published_offset: int,
+    dialect: str = "sqlite",
 ) -> None:
     """Store a decided batch: stock, pool, decisions, reservations, counters and the offset, all at once."""
     sale_id = terms.sale_id
@@ -152,9 +188,77 @@ def write_batch(
     )
     if changed != 1:
         raise StockMoved("the partition changed")
+    accepted = [v for v in batch.verdicts if v.outcome.accepted]
+    if dialect == "postgres":
+        _write_rows_postgres(tx, sale_id, partition, batch, accepted, reservation_ids, now)
+    else:
+        _write_rows_portable(tx, sale_id, partition, batch, accepted, reservation_ids, now)
+    tx.execute(
+        "INSERT INTO partition_offsets (topic, partition, next_offset, published_offset) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset, "
+        "published_offset = excluded.published_offset",
+        (topic, partition, next_offset, published_offset),
+    )
+
+
+def _write_rows_postgres(
+    tx: database.Tx,
+    sale_id: str,
+    partition: int,
+    batch: ledger.BatchDecision,
+    accepted: list[ledger.Verdict],
+    reservation_ids: dict[str, str],
+    now: int,
+) -> None:
+    if batch.verdicts:
+        verdicts = batch.verdicts
+        tx.execute(
+            _PG_DECISIONS,
+            (
+                sale_id,
+                now,
+                partition,
+                [v.request.request_id for v in verdicts],
+                [v.request.user_id for v in verdicts],
+                [v.request.quantity for v in verdicts],
+                [v.outcome.value for v in verdicts],
+                [reservation_ids.get(v.request.request_id, "") for v in verdicts],
+                [v.request.offset for v in verdicts],
+                [v.request.arrived_at for v in verdicts],
+            ),
+        )
+    if not accepted:
+        return
+    tx.execute(
+        _PG_RESERVATIONS,
+        (
+            sale_id,
+            domain.ReservationStatus.RESERVED.value,
+            now,
+            now,
+            partition,
+            [reservation_ids[v.request.request_id] for v in accepted],
+            [v.request.request_id for v in accepted],
+            [v.request.user_id for v in accepted],
+            [v.request.quantity for v in accepted],
+        ),
+    )
+    users = list(batch.held)
+    tx.execute(_PG_COUNTERS, (sale_id, users, [batch.held[u] for u in users]))
+
+
+def _write_rows_portable(
+    tx: database.Tx,
+    sale_id: str,
+    partition: int,
+    batch: ledger.BatchDecision,
+    accepted: list[ledger.Verdict],
+    reservation_ids: dict[str, str],
+    now: int,
+) -> None:
     tx.executemany(
-        "INSERT INTO decisions (request_id, sale_id, user_id, quantity, outcome, reservation_id, decided_at, "
-        "partition, log_offset, arrived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+        f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (request_id) DO NOTHING",
         [
             (
                 v.request.request_id,
@@ -171,36 +275,29 @@ def write_batch(
             for v in batch.verdicts
         ],
     )
-    accepted = [v for v in batch.verdicts if v.outcome.accepted]
-    if accepted:
-        tx.executemany(
-            "INSERT INTO reservations (reservation_id, request_id, sale_id, user_id, quantity, status, "
-            "created_at, updated_at, partition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [
-                (
-                    reservation_ids[v.request.request_id],
-                    v.request.request_id,
-                    sale_id,
-                    v.request.user_id,
-                    v.request.quantity,
-                    domain.ReservationStatus.RESERVED.value,
-                    now,
-                    now,
-                    partition,
-                )
-                for v in accepted
-            ],
-        )
-        tx.executemany(
-            "INSERT INTO user_counters (sale_id, user_id, qty) VALUES (?, ?, ?) "
-            "ON CONFLICT (sale_id, user_id) DO UPDATE SET qty = user_counters.qty + excluded.qty",
-            [(sale_id, user, qty) for user, qty in batch.held.items()],
-        )
-    tx.execute(
-        "INSERT INTO partition_offsets (topic, partition, next_offset, published_offset) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset, "
-        "published_offset = excluded.published_offset",
-        (topic, partition, next_offset, published_offset),
+    if not accepted:
+        return
+    tx.executemany(
+        f"INSERT INTO reservations ({_RESERVATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [
+            (
+                reservation_ids[v.request.request_id],
+                v.request.request_id,
+                sale_id,
+                v.request.user_id,
+                v.request.quantity,
+                domain.ReservationStatus.RESERVED.value,
+                now,
+                now,
+                partition,
+            )
+            for v in accepted
+        ],
+    )
+    tx.executemany(
+        "INSERT INTO user_counters (sale_id, user_id, qty) VALUES (?, ?, ?) "
+        "ON CONFLICT (sale_id, user_id) DO UPDATE SET qty = user_counters.qty + excluded.qty",
+        [(sale_id, user, qty) for user, qty in batch.held.items()],
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from google.protobuf import timestamp_pb2
+
 from flashsale.common import events, timeutil
 from flashsale.sales import domain
 from flashsale_api.v1 import events_pb2, sales_pb2
 
 SOURCE = "sales"
+DECISION_EVENT_PREFIX = "decision-"
 SALE_CREATED = "sale.created"
 PURCHASE_DECIDED = "purchase.decided"
 STOCK_RELEASED = "stock.released"
@@ -88,8 +91,11 @@ def sale_created(value: domain.Sale) -> events_pb2.EventEnvelope:
     return events.envelope(SALE_CREATED, value.sale_id, payload, SOURCE)
 
 
-def purchase_decided(result: domain.PurchaseResult) -> events_pb2.EventEnvelope:
-    """The purchase.decided event of a new decision, accepted or rejected."""
+def purchase_decided(
+    result: domain.PurchaseResult, event_id: str = "", occurred_at: timestamp_pb2.Timestamp | None = None
+) -> events_pb2.EventEnvelope:
+    """The purchase.decided event of a new decision, accepted or rejected (a fresh event id and the current time
+    unless given)."""
     made = result.decision
     payload = events_pb2.PurchaseDecided(
         request_id=made.request_id,
@@ -104,7 +110,7 @@ def purchase_decided(result: domain.PurchaseResult) -> events_pb2.EventEnvelope:
         remaining=result.remaining,
         stock=result.sale.stock,
     )
-    return events.envelope(PURCHASE_DECIDED, made.sale_id, payload, SOURCE)
+    return events.envelope(PURCHASE_DECIDED, made.sale_id, payload, SOURCE, event_id, occurred_at)
 
 
 def stock_released(value: domain.Release) -> events_pb2.EventEnvelope:
@@ -119,3 +125,8 @@ def stock_released(value: domain.Release) -> events_pb2.EventEnvelope:
         stock=value.sale.stock,
     )
     return events.envelope(STOCK_RELEASED, value.sale.sale_id, payload, SOURCE)
+
+
+def decision_event_id(request_id: str) -> str:
+    """The event id of a pipeline decision's purchase.decided (stable, so a re-publish is deduplicated)."""
+    return DECISION_EVENT_PREFIX + request_id

@@ -169,20 +169,26 @@ class Pipeline:
         self.waiters.taken([req.request_id for _, req in requests])
 
     async def purchase(self, sale: domain.Sale, request: domain.PurchaseRequest, wait_ms: int) -> domain.Decision:
-        """Take one request; wait up to wait_ms for its decision (PENDING when it is not decided by then)."""
-        known = await self._db.run(lambda tx: repository.get_decision(tx, request.request_id))
-        if known is not None:
-            domain.check_retry(known, request)
-            return known
+        """Take one request; wait up to wait_ms for its decision (PENDING when it is not decided by then).
+
+        No lookup first: a retried request id flows through the log and its writer answers with the first
+        decision (a retry describing another purchase is refused once that decision is known)."""
         fut = self.waiters.wait(request.request_id) if wait_ms > 0 else None
-        await self.take([(sale, request)])
+        try:
+            await self.take([(sale, request)])
+        except BaseException:
+            if fut is not None:
+                self.waiters.forget(request.request_id, fut)
+            raise
         if fut is None:
             return pending(request)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), wait_ms / 1000)
+            decided = await asyncio.wait_for(asyncio.shield(fut), wait_ms / 1000)
         except TimeoutError:
             self.waiters.forget(request.request_id, fut)
             return pending(request)
+        domain.check_retry(decided, request)
+        return decided
 
     async def watch(
         self, request_id: str, found: domain.Decision | None, within_s: float

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import confluent_kafka
 
-from flashsale.common import database, errors, kafka, topics
+from flashsale.common import database, errors, kafka, timeutil, topics
 from flashsale.sales import domain, ledger, ledger_repository, messages, partitioning, repository
 from flashsale_api.v1 import sales_pb2
 
@@ -27,12 +27,23 @@ log = logging.getLogger(__name__)
 GROUP = "flashsale-sales-workers"
 Decided = Callable[[list[domain.Decision]], None]
 _T = TypeVar("_T")
+# A partition's messages wait for more (one transaction and fsync for more requests) while the consumer has more
+# buffered, up to batch_max, or until the linger passed once nothing more is buffered; never longer than this past it.
+_MAX_HOLD_S = 0.1
 
 
 @dataclasses.dataclass
 class _Assigned:
     sale: domain.Sale
     published: int
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A partition's messages read but not decided yet (gathered across consume calls into one transaction)."""
+
+    due: float  # monotonic time by which they are decided even if the batch is not full
+    messages: list[confluent_kafka.Message] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +70,14 @@ class SalesWorker:
         batch_max: int = 5000,
         group: str = GROUP,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        linger_s: float = 0.008,
     ) -> None:
         self._db = db
         self._producer = producer
         self._on_decided = on_decided
         self._batch_max = batch_max
+        self._linger = linger_s
+        self._pending: dict[tuple[str, int], _Pending] = {}
         self._clock = clock
         self._consumer = confluent_kafka.Consumer(
             {
@@ -94,6 +108,7 @@ class SalesWorker:
 
     def _on_assign(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
         for tp in parts:
+            self._pending.pop((tp.topic, tp.partition), None)  # read again from the stored offset
             sale_id = partitioning.sale_of_topic(tp.topic)
             decided, published = self._until_done(
                 functools.partial(
@@ -129,26 +144,40 @@ class SalesWorker:
     def _on_revoke(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
         for tp in parts:
             self._assigned.pop((tp.topic, tp.partition), None)
+            self._pending.pop((tp.topic, tp.partition), None)  # undecided: the next owner reads them again
         consumer.unassign()
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                msgs = self._consumer.consume(num_messages=self._batch_max, timeout=0.05)
-                if not msgs:
-                    continue
-                groups: dict[tuple[str, int], list[confluent_kafka.Message]] = {}
+                wait = 0.05 if not self._pending else max(0.0, self._next_due() - time.monotonic())
+                msgs = self._consumer.consume(num_messages=self._batch_max, timeout=min(wait, 0.05))
+                now = time.monotonic()
                 for msg in msgs:
                     if msg.error() is not None:
                         continue
-                    groups.setdefault((msg.topic() or "", msg.partition() or 0), []).append(msg)
-                for (topic, partition), batch in groups.items():
-                    self._decide_with_retry(topic, partition, batch)
+                    key = (msg.topic() or "", msg.partition() or 0)
+                    held = self._pending.get(key)
+                    if held is None:
+                        held = self._pending[key] = _Pending(now + self._linger)
+                    held.messages.append(msg)
+                drained = len(msgs) < self._batch_max  # nothing more is buffered locally right now
+                for key, held in list(self._pending.items()):
+                    if (
+                        len(held.messages) >= self._batch_max
+                        or (drained and now >= held.due)
+                        or now >= held.due + _MAX_HOLD_S
+                    ):
+                        del self._pending[key]
+                        self._decide_with_retry(key[0], key[1], held.messages)
         except Exception:
             log.exception("sales worker crashed")
             raise
         finally:
             self._consumer.close()
+
+    def _next_due(self) -> float:
+        return min(held.due for held in self._pending.values())
 
     def _decide_with_retry(self, topic: str, partition: int, batch: list[confluent_kafka.Message]) -> None:
         backoff = 0.05
@@ -202,12 +231,12 @@ class SalesWorker:
             pool = ledger_repository.pool_remaining(tx, sale.sale_id)
             users = sorted({r.user_id for r in fresh})
             ids = [r.request_id for r in fresh]
-            held = ledger_repository.held(tx, sale.sale_id, users)
-            before = ledger_repository.decided_ids(tx, ids)
+            held = ledger_repository.held(tx, sale.sale_id, users, dialect)
+            before = ledger_repository.decided_ids(tx, ids, dialect)
             decided = ledger.decide_batch(terms, fresh, remaining, pool, held, before)
             reservations = {v.request.request_id: uuid.uuid4().hex for v in decided.verdicts if v.outcome.accepted}
             ledger_repository.write_batch(
-                tx, terms, partition, topic, decided, reservations, now, max(end, start), state.published
+                tx, terms, partition, topic, decided, reservations, now, max(end, start), state.published, dialect
             )
             earlier = [d for d in (repository.get_decision(tx, r.request_id) for r in decided.duplicates) if d]
             return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id)
@@ -251,10 +280,14 @@ class SalesWorker:
             short -= moved
 
     def _publish(self, sale: domain.Sale, made: Sequence[domain.Decision], left: int) -> None:
+        occurred = timeutil.to_timestamp(timeutil.now_ms())  # one timestamp for the batch's events
         items = []
         for decision in made:
-            env = messages.purchase_decided(domain.PurchaseResult(decision, sale, left, first_time=True))
-            env.event_id = f"decision-{decision.request_id}"
+            env = messages.purchase_decided(
+                domain.PurchaseResult(decision, sale, left, first_time=True),
+                messages.decision_event_id(decision.request_id),
+                occurred,
+            )
             items.append((topics.SALES, env.key, env.SerializeToString()))
         self._producer.produce_all(items)
 
