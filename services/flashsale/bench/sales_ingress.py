@@ -155,6 +155,8 @@ class OpenLoop:
     latencies_ms: list[float]
     undecided: int
     late_start_ms: float  # how far behind schedule the sender fell at worst
+    refused: int = 0  # calls that failed (not taken, so never decided)
+    refused_codes: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 MAX_IN_FLIGHT = 2_000
@@ -167,18 +169,22 @@ async def open_loop(channel: grpc.aio.Channel, payloads: Sequence[bytes], rate_p
     )
     latencies: list[float] = []
     undecided = 0
+    refused = 0
+    codes: dict[str, int] = {}
     late = 0.0
 
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)  # a bounded client: waiting for a slot counts in the latency
 
     async def one(payload: bytes, due: float) -> None:
-        nonlocal undecided
+        nonlocal undecided, refused
         try:
             async with slots:
                 answer = await call(payload, timeout=WAIT_MS / 1000 + 30)
             decided = answer.outcome != PENDING
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as exc:
             decided = False
+            refused += 1
+            codes[exc.code().name] = codes.get(exc.code().name, 0) + 1
         took = (time.perf_counter() - due) * 1000.0
         if not decided:  # not decided within the wait (or refused): counts as at least the wait
             undecided += 1
@@ -196,7 +202,7 @@ async def open_loop(channel: grpc.aio.Channel, payloads: Sequence[bytes], rate_p
             late = max(late, -wait * 1000.0)
         tasks.append(asyncio.create_task(one(payload, due)))
     await asyncio.gather(*tasks)
-    return OpenLoop(latencies, undecided, late)
+    return OpenLoop(latencies, undecided, late, refused, codes)
 
 
 async def run_unary(
@@ -229,7 +235,7 @@ async def run_unary(
                 for i in range(latency_warm, latency_warm + offered)
             ]
             loop = await open_loop(channel, timed, offered_per_s)
-            latency_total = latency_warm + offered
+            latency_total = latency_warm + offered - loop.refused  # a refused call was never taken
             rate_counts = await sale_fixture.wait_decided(rate_sale, rate_total, DECIDE_TIMEOUT_S)
             latency_counts = await sale_fixture.wait_decided(latency_sale, latency_total, DECIDE_TIMEOUT_S)
     finally:
@@ -249,6 +255,8 @@ async def run_unary(
             "p99_is": f"request→decision, open loop {offered_per_s:g}/s for {open_loop_s:g}s",
             "decision_p50_ms": _round(core.percentile(loop.latencies_ms, 50)),
             "undecided_in_wait": loop.undecided,
+            "refused_in_open_loop": loop.refused,
+            "refused_codes": loop.refused_codes,
             "sender_late_ms": round(loop.late_start_ms, 1),
         },
     )
