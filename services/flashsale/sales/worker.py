@@ -219,11 +219,10 @@ class SalesWorker:
         requests = [_request(msg) for msg in batch]
         wanted = ledger.demand(terms, requests)
         self._refill(sale.sale_id, partition, wanted)
-        now = self._clock()
         end = (batch[-1].offset() or 0) + 1
         dialect = self._db.dialect
 
-        def work(tx: database.Tx) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int]:
+        def work(tx: database.Tx) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int, int]:
             # the partition row lock first: the stored offset read under it cannot be moved by another writer
             remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
             start, _ = ledger_repository.offsets(tx, topic, partition)
@@ -235,13 +234,14 @@ class SalesWorker:
             before = ledger_repository.decided_ids(tx, ids, dialect)
             decided = ledger.decide_batch(terms, fresh, remaining, pool, held, before)
             reservations = {v.request.request_id: uuid.uuid4().hex for v in decided.verdicts if v.outcome.accepted}
+            now = self._clock()  # decided_at: when the batch is written, just before its commit
             ledger_repository.write_batch(
                 tx, terms, partition, topic, decided, reservations, now, max(end, start), state.published, dialect
             )
             earlier = [d for d in (repository.get_decision(tx, r.request_id) for r in decided.duplicates) if d]
-            return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id)
+            return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id), now
 
-        decided, reservations, earlier, left = self._db.run_sync(work)
+        decided, reservations, earlier, left, now = self._db.run_sync(work)
         made = [
             domain.Decision(
                 request_id=v.request.request_id,
