@@ -98,7 +98,7 @@ async def test_crowd_buys_exactly_the_stock_and_every_acceptance_becomes_one_ord
     platform: supervisor.LocalPlatform,
 ) -> None:
     stock, crowd_size = 15, 60
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=60, limits=limits) as client:
         crowd = [
             shoppers.Shopper(f"c{i}-{uuid.uuid4().hex[:8]}@example.com", "long enough pw") for i in range(crowd_size)

@@ -42,7 +42,9 @@ async def run_sale(
     platform: supervisor.LocalPlatform, args: argparse.Namespace, con: rich_console.Console
 ) -> dict[str, Any]:
     """The demo sale itself, against a running platform."""
-    limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+    # idle connections are dropped by the client well before the gateway's keep-alive timeout closes them,
+    # so a request never goes out on a connection the server is closing
+    limits = httpx.Limits(max_connections=300, max_keepalive_connections=300, keepalive_expiry=2.0)
     admin = {"X-Admin-Key": platform.admin_key}
     async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=60.0, limits=limits) as client:
         product = shoppers._check(

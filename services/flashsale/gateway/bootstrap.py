@@ -23,6 +23,9 @@ from flashsale.gateway import settings as gateway_settings
 log = logging.getLogger(__name__)
 
 
+KEEP_ALIVE_S = 30  # idle keep-alive connections live longer than common client pools keep them
+
+
 class _Server(uvicorn.Server):
     """uvicorn, telling the app to end its streams before it waits for open connections."""
 
@@ -52,6 +55,7 @@ def _server(app: fastapi.FastAPI, gateway: gateway_settings.GatewaySettings, *, 
         log_config=None,
         access_log=not in_process,
         timeout_graceful_shutdown=int(gateway.shutdown_grace_s) or None,
+        timeout_keep_alive=KEEP_ALIVE_S,
         host=context.settings.gateway_host,
         port=context.settings.gateway_port,
     )
