@@ -8,7 +8,6 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-import os
 import pathlib
 import shutil
 import signal
@@ -22,6 +21,7 @@ from types import TracebackType
 
 from confluent_kafka.admin import AdminClient
 
+from flashsale.platform import processes
 from flashsale.platform.cache import cache_dir, free_port
 
 log = logging.getLogger(__name__)
@@ -156,15 +156,6 @@ def ensure_kafka_jars(version: str = KAFKA_VERSION) -> pathlib.Path:
 def _new_cluster_id() -> str:
     """Return a random Kafka cluster id (URL-safe base64 of a UUID, 22 chars)."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _tail(path: pathlib.Path, lines: int = 40) -> str:
-    """Return the last ``lines`` lines of a text file, or a note when it is missing."""
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"(no {path})"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class KafkaBroker:
@@ -303,7 +294,7 @@ class KafkaBroker:
             if proc is None or proc.poll() is not None:
                 code = None if proc is None else proc.returncode
                 raise KafkaBrokerError(
-                    f"Kafka broker exited with code {code}; tail of {self.log_file}:\n{_tail(self.log_file)}"
+                    f"Kafka broker exited with code {code}; tail of {self.log_file}:\n{processes.tail(self.log_file)}"
                 )
             try:
                 metadata = admin.list_topics(timeout=1.0)
@@ -314,7 +305,7 @@ class KafkaBroker:
             time.sleep(0.2)
         raise KafkaBrokerError(
             f"Kafka broker not ready at {self.bootstrap_servers} (last error: {last_error}); "
-            f"tail of {self.log_file}:\n{_tail(self.log_file)}"
+            f"tail of {self.log_file}:\n{processes.tail(self.log_file)}"
         )
 
     def stop(self, timeout: float = 30) -> None:
@@ -323,16 +314,7 @@ class KafkaBroker:
         self._proc = None
         if proc is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("Kafka broker did not stop in %.0fs; killing it", timeout)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        processes.stop(proc, signal.SIGTERM, timeout, "Kafka broker")
 
     def restart(self, timeout: float = 60) -> None:
         """Stop and start the broker again on the same ports, keeping its data."""
@@ -369,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("Kafka broker running: bootstrap.servers=%s (Ctrl-C to stop)", broker.bootstrap_servers)
         while not stop.wait(1.0):
             if not broker.running:
-                log.error("Kafka broker exited; tail of log:\n%s", _tail(broker.log_file))
+                log.error("Kafka broker exited; tail of log:\n%s", processes.tail(broker.log_file))
                 sys.exit(1)
 
 

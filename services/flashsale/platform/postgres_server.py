@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -20,6 +19,7 @@ from types import TracebackType
 import psycopg
 from psycopg import sql
 
+from flashsale.platform import processes
 from flashsale.platform.cache import cache_dir, free_port
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,6 @@ def ensure_postgres() -> pathlib.Path:
     if not (PG_BIN_DIR / "initdb").exists():
         raise PostgresServerError(f"apt-get installed postgresql but {PG_BIN_DIR / 'initdb'} is missing")
     return PG_BIN_DIR
-
-
-def _tail(path: pathlib.Path, lines: int = 40) -> str:
-    """Return the last ``lines`` lines of a text file, or a note when it is missing."""
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"(no {path})"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class PostgresServer:
@@ -235,7 +226,7 @@ class PostgresServer:
             if proc is None or proc.poll() is not None:
                 code = None if proc is None else proc.returncode
                 raise PostgresServerError(
-                    f"postgres exited with code {code}; tail of {self.log_file}:\n{_tail(self.log_file)}"
+                    f"postgres exited with code {code}; tail of {self.log_file}:\n{processes.tail(self.log_file)}"
                 )
             try:
                 with psycopg.connect(self.dsn_for("postgres"), connect_timeout=2) as conn:
@@ -246,7 +237,7 @@ class PostgresServer:
             time.sleep(0.1)
         raise PostgresServerError(
             f"postgres not ready on port {self.port} (last error: {last_error}); "
-            f"tail of {self.log_file}:\n{_tail(self.log_file)}"
+            f"tail of {self.log_file}:\n{processes.tail(self.log_file)}"
         )
 
     def _create_database_if_missing(self, name: str) -> None:
@@ -273,16 +264,7 @@ class PostgresServer:
         self._proc = None
         if proc is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("postgres did not stop in %.0fs; killing it", timeout)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        processes.stop(proc, signal.SIGINT, timeout, "postgres")
 
     def restart(self, timeout: float = 60) -> None:
         """Stop and start the server again on the same port, keeping its data."""
