@@ -31,7 +31,11 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
     servicer = grpc_api.SalesServicer(sales)
     if settings.sales_worker:
         decider = worker.SalesWorker(
-            rt.db, settings.kafka_bootstrap, rt.producer, waiters.resolve_from_thread, settings.sales_batch_max
+            rt.db,
+            settings.kafka_bootstrap,
+            rt.producer,
+            waiters.resolve_from_thread,
+            settings.sales_batch_max,
         )
 
         async def run_worker() -> None:

@@ -78,6 +78,7 @@ class SalesWorker:
         self._batch_max = batch_max
         self._linger = linger_s
         self._pending: dict[tuple[str, int], _Pending] = {}
+        self.assigned = threading.Event()  # set once the worker holds partitions (it is warm)
         self._clock = clock
         self._consumer = confluent_kafka.Consumer(
             {
@@ -127,6 +128,8 @@ class SalesWorker:
             if published < decided:
                 self._until_done(functools.partial(self._republish, sale, tp.topic, tp.partition, published, decided))
         consumer.assign(parts)
+        if parts:
+            self.assigned.set()
         log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
 
     def _until_done(self, step: Callable[[], _T]) -> _T:
