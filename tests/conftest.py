@@ -12,6 +12,8 @@ import pytest
 from flashsale.common.settings import Settings
 from flashsale.platform import kafka_broker, postgres_server
 
+pytest.register_assert_rewrite("grpc_errors")  # the shared assertion helper of tests/integration
+
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_broker.KafkaBroker]:

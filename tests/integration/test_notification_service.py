@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import confluent_kafka
@@ -22,6 +22,7 @@ import grpc
 import pytest
 from aiosmtpd import controller as smtp_controller
 from google.protobuf import message as pb_message
+from grpc_errors import refused
 
 from flashsale.common import database, events, kafka, outbox, timeutil, topics
 from flashsale.common.settings import Settings
@@ -261,13 +262,6 @@ def _order(order_id: str, user_id: str, status: str) -> events_pb2.OrderChanged:
     )
 
 
-async def _refused(call: Awaitable[object], code: grpc.StatusCode, field: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    assert caught.value.code() == code, caught.value.details()
-    assert field in (caught.value.details() or ""), caught.value.details()
-
-
 async def test_register_verify_and_notify_by_mail_sms_and_live(
     base_settings: Settings, mailbox: tuple[Mailbox, int], sms: SmsSink
 ) -> None:
@@ -412,17 +406,17 @@ async def test_bad_user_ids_are_refused(base_settings: Settings, mailbox: tuple[
     settings = _settings(base_settings, smtp_port)
     async with running(settings) as env:
         for bad in ("", "bad id!", "x" * 65):
-            await _refused(
+            await refused(
                 env.stub.GetPreferences(notification_pb2.GetPreferencesRequest(user_id=bad)),
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "user_id",
             )
-            await _refused(
+            await refused(
                 env.stub.SetPreferences(notification_pb2.Preferences(user_id=bad, email_enabled=False)),
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "user_id",
             )
-            await _refused(
+            await refused(
                 env.stub.ListDeliveries(notification_pb2.ListDeliveriesRequest(user_id=bad)),
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "user_id",

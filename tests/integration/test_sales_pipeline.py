@@ -8,7 +8,8 @@ from collections import Counter
 
 import grpc
 import pytest
-from test_sales_service import TopicReader, buy, fails, running, sale_request
+from grpc_errors import refused
+from test_sales_service import TopicReader, buy, running, sale_request
 
 from flashsale.common import database, outbox, timeutil, topics
 from flashsale.common.settings import Settings
@@ -52,17 +53,17 @@ async def test_prepare_splits_the_stock_and_is_idempotent(backend_settings: Sett
         assert (first.reserve, first.reserve_remaining, first.topic) == (2, 2, partitioning.request_topic(sale.sale_id))
         again = await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4, reserve=2))
         assert again == first
-        await fails(
+        await refused(
             p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=0)),
             grpc.StatusCode.INVALID_ARGUMENT,
             "partitions",
         )
-        await fails(
+        await refused(
             p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=2, reserve=31)),
             grpc.StatusCode.INVALID_ARGUMENT,
             "reserve",
         )
-        await fails(
+        await refused(
             p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id="nope", partitions=2)),
             grpc.StatusCode.NOT_FOUND,
             "sale_id",
@@ -157,25 +158,25 @@ async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None
         await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=prepared.sale_id, partitions=2))
         plain = await p.sales.CreateSale(sale_request(p.product_id, stock=5))
         good = buy(prepared.sale_id, "ann")
-        await fails(
+        await refused(
             p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[good, buy(prepared.sale_id, "bob", 0)])),
             grpc.StatusCode.INVALID_ARGUMENT,
             "requests[1].quantity",
         )
-        await fails(
+        await refused(
             p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[good, buy(prepared.sale_id, "bob", 2)])),
             grpc.StatusCode.INVALID_ARGUMENT,
             "requests[1].quantity",
         )
-        await fails(
+        await refused(
             p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[buy(plain.sale_id, "cid")])),
             grpc.StatusCode.FAILED_PRECONDITION,
             "requests[0].sale_id",
         )
-        await fails(
+        await refused(
             p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest()), grpc.StatusCode.INVALID_ARGUMENT, "requests"
         )
-        await fails(
+        await refused(
             p.sales.GetPurchase(sales_pb2.GetPurchaseRequest(request_id=good.request_id)),
             grpc.StatusCode.NOT_FOUND,
             "request_id",
