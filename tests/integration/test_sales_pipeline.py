@@ -176,6 +176,12 @@ async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None
         await refused(
             p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest()), grpc.StatusCode.INVALID_ARGUMENT, "requests"
         )
+        streamed = [sales_pb2.PurchaseBatchRequest(requests=[good, buy(prepared.sale_id, "bob", 0)])]
+        await refused(
+            p.sales.PurchaseStream(iter(streamed)),  # type: ignore[arg-type]
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "requests[1].quantity",
+        )
         await refused(
             p.sales.GetPurchase(sales_pb2.GetPurchaseRequest(request_id=good.request_id)),
             grpc.StatusCode.NOT_FOUND,

@@ -21,29 +21,41 @@ Registrar = Callable[[grpc.aio.Server], None]
 ShutdownHook = Callable[[], Coroutine[Any, Any, None]]
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    """Answer a refused request with its status: the DomainError's own, or UNAVAILABLE for a temporary failure."""
+    if isinstance(exc, errors.DomainError):
+        await context.abort(exc.code, exc.detail(), trailing_metadata=(("field", exc.field),))
+    await context.abort(grpc.StatusCode.UNAVAILABLE, f"temporarily unavailable, retry: {exc}")
+
+
+def _wrap_unary_response(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Wrap a unary-unary or stream-unary behaviour (one response)."""
+
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await behavior(request, context)
-        except errors.DomainError as exc:
-            await context.abort(exc.code, exc.detail(), trailing_metadata=(("field", exc.field),))
+        except (errors.DomainError, errors.TemporaryError) as exc:
+            await _abort(context, exc)
 
     return wrapper
 
 
-def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap_stream_response(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a unary-stream or stream-stream behaviour (an async iterator of responses)."""
+
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             async for item in behavior(request, context):
                 yield item
-        except errors.DomainError as exc:
-            await context.abort(exc.code, exc.detail(), trailing_metadata=(("field", exc.field),))
+        except (errors.DomainError, errors.TemporaryError) as exc:
+            await _abort(context, exc)
 
     return wrapper
 
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns a DomainError raised by a servicer into its gRPC status, with the field in the trailers."""
+    """Turns a DomainError raised by a servicer into its gRPC status (the field in the trailers), and a
+    TemporaryError (database or broker unreachable) into UNAVAILABLE, for every kind of RPC."""
 
     async def intercept_service(
         self,
@@ -53,18 +65,18 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return grpc.unary_unary_rpc_method_handler(_wrap_unary_response(handler.unary_unary), **codec)
         if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return grpc.unary_stream_rpc_method_handler(_wrap_stream_response(handler.unary_stream), **codec)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(_wrap_unary_response(handler.stream_unary), **codec)
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(_wrap_stream_response(handler.stream_stream), **codec)
         return handler
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -13,27 +12,6 @@ from flashsale.sales import domain, messages, partitioning, pipeline, service
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-
-
-class Unavailable(errors.DomainError):
-    """A dependency (database, product service) is temporarily unreachable; retry later."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-def _temporary_as_unavailable(
-    method: Callable[[Any, Req, Context], Awaitable[Resp]],
-) -> Callable[[Any, Req, Context], Awaitable[Resp]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Req, context: Context) -> Resp:
-        try:
-            return await method(self, request, context)
-        except errors.TemporaryError as exc:
-            raise Unavailable(str(exc)) from exc
-
-    return wrapper
 
 
 MAX_WAIT_MS = 30_000
@@ -60,7 +38,6 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
     def __init__(self, sales: service.SalesService) -> None:
         self._sales = sales
 
-    @_temporary_as_unavailable
     async def CreateSale(self, request: sales_pb2.CreateSaleRequest, context: Context) -> sales_pb2.Sale:
         """Create a sale of an existing product."""
         spec = domain.validate_sale(
@@ -73,20 +50,17 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         )
         return messages.sale(await self._sales.create_sale(spec))
 
-    @_temporary_as_unavailable
     async def GetSale(self, request: sales_pb2.GetSaleRequest, context: Context) -> sales_pb2.Sale:
         """One sale."""
         sale_id = validation.identifier(request.sale_id, "sale_id")
         return messages.sale(await self._sales.get_sale(sale_id))
 
-    @_temporary_as_unavailable
     async def ListSales(self, request: sales_pb2.ListSalesRequest, context: Context) -> sales_pb2.ListSalesResponse:
         """Every sale, optionally of one product."""
         product_id = validation.identifier(request.product_id, "product_id") if request.product_id else ""
         found = await self._sales.list_sales(product_id)
         return sales_pb2.ListSalesResponse(sales=[messages.sale(s) for s in found])
 
-    @_temporary_as_unavailable
     async def PrepareSale(self, request: sales_pb2.PrepareSaleRequest, context: Context) -> sales_pb2.SalePartitions:
         """Split a sale's stock into partitions and create its request topic (idempotent)."""
         sale_id = validation.identifier(request.sale_id, "sale_id")
@@ -96,14 +70,12 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         found = await self._sales.prepare_sale(sale_id, request.partitions, request.reserve)
         return pipeline.partitions_message(sale_id, found)
 
-    @_temporary_as_unavailable
     async def Purchase(self, request: sales_pb2.PurchaseRequest, context: Context) -> sales_pb2.PurchaseDecision:
         """Submit a purchase request; wait up to wait_ms for its decision."""
         wanted = domain.validate_purchase(request.sale_id, request.user_id, request.quantity, request.request_id)
         wait_ms = validation.integer(request.wait_ms, "wait_ms", low=0, high=MAX_WAIT_MS)
         return messages.decision(await self._sales.purchase(wanted, wait_ms))
 
-    @_temporary_as_unavailable
     async def PurchaseBatch(
         self, request: sales_pb2.PurchaseBatchRequest, context: Context
     ) -> sales_pb2.PurchaseBatchResponse:
@@ -111,7 +83,6 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         taken = await self._sales.purchase_batch(_batch(request))
         return sales_pb2.PurchaseBatchResponse(submitted=taken)
 
-    @_temporary_as_unavailable
     async def PurchaseStream(
         self, request_iterator: AsyncIterator[sales_pb2.PurchaseBatchRequest], context: Context
     ) -> sales_pb2.PurchaseBatchResponse:
@@ -121,7 +92,6 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
             taken += await self._sales.purchase_batch(_batch(batch))
         return sales_pb2.PurchaseBatchResponse(submitted=taken)
 
-    @_temporary_as_unavailable
     async def GetPurchase(self, request: sales_pb2.GetPurchaseRequest, context: Context) -> sales_pb2.PurchaseDecision:
         """The decision recorded for a request id (PENDING while undecided)."""
         request_id = validation.identifier(request.request_id, "request_id")
@@ -135,7 +105,6 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         async for decision in self._sales.watch_purchase(request_id, WATCH_S):
             yield messages.decision(decision)
 
-    @_temporary_as_unavailable
     async def GetSaleStats(self, request: sales_pb2.GetSaleStatsRequest, context: Context) -> sales_pb2.SaleStats:
         """Counters of a sale."""
         sale_id = validation.identifier(request.sale_id, "sale_id")
