@@ -1,5 +1,7 @@
 """The single writer's batch decision: log order, window, limit, stock, pool, duplicates."""
 
+import pytest
+
 from flashsale.sales import domain, ledger, partitioning
 
 TERMS = ledger.Terms("s", starts_at=1_000, ends_at=2_000, per_user_limit=2)
@@ -65,3 +67,19 @@ def test_a_user_always_lands_in_one_partition() -> None:
     spread = {partitioning.partition_of(f"user-{i}", 8) for i in range(200)}
     assert spread == set(range(8))
     assert partitioning.sale_of_topic(partitioning.request_topic("abc")) == "abc"
+
+
+def test_undecided_drops_what_was_decided_and_resumes_at_the_stored_offset() -> None:
+    log = [_r(str(i), f"u{i}", offset=i) for i in range(10, 15)]
+    assert [r.offset for r in ledger.undecided(log, 12)] == [12, 13, 14]
+    assert ledger.undecided(log, 15) == []
+
+
+def test_a_hole_in_the_log_is_never_decided_over() -> None:
+    stale = [_r(str(i), f"u{i}", offset=i) for i in (14, 15, 16)]  # 12 and 13 were skipped by the consumer
+    with pytest.raises(ledger.Gap) as caught:
+        ledger.undecided(stale, 12)
+    assert caught.value.expected == 12
+    jump = [_r(str(i), f"u{i}", offset=i) for i in (12, 13, 15)]
+    with pytest.raises(ledger.Gap):
+        ledger.undecided(jump, 12)

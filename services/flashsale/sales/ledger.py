@@ -99,6 +99,30 @@ def _decide_one(terms: Terms, req: Request, holds: int, available: int) -> domai
     return domain.Outcome.ACCEPTED
 
 
+class Gap(Exception):
+    """The requests read do not continue the log where the stored offset says deciding resumes."""
+
+    def __init__(self, expected: int, found: int) -> None:
+        super().__init__(f"log gap: expected offset {expected}, found {found}")
+        self.expected = expected
+
+
+def undecided(requests: Sequence[Request], start: int) -> list[Request]:
+    """The requests at or after the stored offset `start`; they must continue the log exactly from there.
+
+    A request before `start` was decided already. A hole (the first one after `start`, or a jump between two)
+    means messages were skipped by the consumer (e.g. stale fetches around a rebalance): deciding them would move
+    the stored offset past requests never decided, so it raises Gap and the caller reads again from `start`.
+    """
+    fresh = [r for r in requests if r.offset >= start]
+    expected = start
+    for req in fresh:
+        if req.offset != expected:
+            raise Gap(expected, req.offset)
+        expected += 1
+    return fresh
+
+
 def demand(terms: Terms, requests: Sequence[Request]) -> int:
     """An upper bound of the units a batch may reserve (requests inside the window)."""
     return sum(r.quantity for r in requests if terms.starts_at <= r.arrived_at < terms.ends_at)

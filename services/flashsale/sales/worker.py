@@ -191,6 +191,11 @@ class SalesWorker:
                 break
             except ledger_repository.StockMoved:
                 continue
+            except ledger.Gap as gap:  # nothing stored: read the partition again from its stored offset
+                log.warning("re-reading a partition", extra={"topic": topic, "partition": partition, "gap": str(gap)})
+                self._pending.pop((topic, partition), None)
+                self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, gap.expected))
+                return
             except errors.TemporaryError as exc:
                 log.warning("batch failed; retrying", extra={"reason": str(exc), "topic": topic})
             self._stop.wait(backoff)
@@ -229,7 +234,7 @@ class SalesWorker:
             # the partition row lock first: the stored offset read under it cannot be moved by another writer
             remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
             start, _ = ledger_repository.offsets(tx, topic, partition)
-            fresh = [r for r in requests if r.offset >= start]
+            fresh = ledger.undecided(requests, start)
             pool = ledger_repository.pool_remaining(tx, sale.sale_id)
             users = sorted({r.user_id for r in fresh})
             ids = [r.request_id for r in fresh]
