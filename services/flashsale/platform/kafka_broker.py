@@ -94,6 +94,9 @@ logger.zk.level = WARN
 """
 
 
+FORMAT_TIMEOUT_S = 60
+
+
 class KafkaBrokerError(RuntimeError):
     """The broker failed to build, exited, or did not become ready in time."""
 
@@ -248,7 +251,15 @@ class KafkaBroker:
             "--config",
             str(config),
         )
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        for attempt in (1, 2):  # a CI run once saw this JVM never return; a bounded wait and one retry
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=FORMAT_TIMEOUT_S)
+                break
+            except subprocess.TimeoutExpired:
+                log.warning("kafka storage format did not finish in %ss (attempt %d)", FORMAT_TIMEOUT_S, attempt)
+                shutil.rmtree(self.data_dir / "kraft-logs", ignore_errors=True)
+        else:
+            raise KafkaBrokerError(f"kafka storage format did not finish in {FORMAT_TIMEOUT_S}s, twice")
         if proc.returncode != 0:
             raise KafkaBrokerError(f"kafka storage format failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
