@@ -71,15 +71,22 @@ def test_a_user_always_lands_in_one_partition() -> None:
 
 def test_undecided_drops_what_was_decided_and_resumes_at_the_stored_offset() -> None:
     log = [_r(str(i), f"u{i}", offset=i) for i in range(10, 15)]
-    assert [r.offset for r in ledger.undecided(log, 12)] == [12, 13, 14]
-    assert ledger.undecided(log, 15) == []
+    assert [r.offset for r in ledger.undecided(range(10, 15), log, 12)] == [12, 13, 14]
+    assert ledger.undecided(range(10, 15), log, 15) == []
+
+
+def test_a_record_holds_many_requests_and_an_empty_record_still_continues_the_log() -> None:
+    log = [_r("a", "u1", offset=12), _r("b", "u2", offset=12), _r("c", "u1", offset=14)]
+    assert [r.request_id for r in ledger.undecided([12, 13, 14], log, 12)] == ["a", "b", "c"]
+    with pytest.raises(ledger.Gap):
+        ledger.undecided([12, 14], log, 12)  # record 13 (malformed, so no requests) was never read
 
 
 def test_a_hole_in_the_log_is_never_decided_over() -> None:
     stale = [_r(str(i), f"u{i}", offset=i) for i in (14, 15, 16)]  # 12 and 13 were skipped by the consumer
     with pytest.raises(ledger.Gap) as caught:
-        ledger.undecided(stale, 12)
+        ledger.undecided([14, 15, 16], stale, 12)
     assert caught.value.expected == 12
     jump = [_r(str(i), f"u{i}", offset=i) for i in (12, 13, 15)]
     with pytest.raises(ledger.Gap):
-        ledger.undecided(jump, 12)
+        ledger.undecided([12, 13, 15], jump, 12)

@@ -21,11 +21,12 @@ import psycopg
 
 from flashsale.bench import core
 from flashsale.common import database, kafka, outbox, topics
-from flashsale.sales import domain, partitioning, pipeline, repository
+from flashsale.sales import domain, partitioning, pipeline, records, repository
 from flashsale_api.v1 import sales_pb2
 
 SCHEMA = "sales_svc"
 PARTITIONS = 8
+INGRESS_BATCH = 2_000  # purchases per batch-ingress call, as mode (f) sends them
 _HOUR_MS = 3_600_000
 
 
@@ -143,7 +144,8 @@ async def prepare(
 
 
 def preload(sale: BenchSale, workload: core.Workload) -> None:
-    """Append every purchase of the workload to the request topic (as the ingress would) and wait for the acks."""
+    """Append every purchase of the workload to the request topic as the batch ingress does (INGRESS_BATCH
+    purchases per call, so one record per partition per call) and wait for the acks."""
     producer = confluent_kafka.Producer(
         {
             "bootstrap.servers": sale.bootstrap,
@@ -159,22 +161,21 @@ def preload(sale: BenchSale, workload: core.Workload) -> None:
         if err is not None:
             failures.append(err)
 
-    for index in range(workload.purchases):
-        user = workload.user_of(index)
-        value = sale.request(workload, index).SerializeToString()
-        while True:
-            try:
-                producer.produce(
-                    sale.topic,
-                    key=user.encode(),
-                    value=value,
-                    partition=partitioning.partition_of(user, sale.partitions),
-                    on_delivery=done,
-                )
-                break
-            except BufferError:
-                producer.poll(0.01)
-        producer.poll(0)
+    for start in range(0, workload.purchases, INGRESS_BATCH):
+        taken = [
+            domain.PurchaseRequest(sale.sale_id, workload.user_of(i), workload.quantity, sale.request_id(i))
+            for i in range(start, min(start + INGRESS_BATCH, workload.purchases))
+        ]
+        for partition, value in records.group(sale.partitions, taken):
+            while True:
+                try:
+                    producer.produce(
+                        sale.topic, key=sale.sale_id.encode(), value=value, partition=partition, on_delivery=done
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
     left = producer.flush(60)
     if left or failures:
         raise core.BenchError(f"pre-loading the request topic: {left} unacknowledged, failures {failures[:1]}")

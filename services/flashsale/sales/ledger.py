@@ -107,20 +107,24 @@ class Gap(Exception):
         self.expected = expected
 
 
-def undecided(requests: Sequence[Request], start: int) -> list[Request]:
-    """The requests at or after the stored offset `start`; they must continue the log exactly from there.
+def undecided(offsets: Sequence[int], requests: Sequence[Request], start: int) -> list[Request]:
+    """The requests of records at or after the stored offset `start`; the records must continue the log exactly
+    from there.
 
-    A request before `start` was decided already. A hole (the first one after `start`, or a jump between two)
-    means messages were skipped by the consumer (e.g. stale fetches around a rebalance): deciding them would move
-    the stored offset past requests never decided, so it raises Gap and the caller reads again from `start`.
+    `offsets` are the offsets of the records read, in log order (a record holds one or more requests, or none
+    when it was malformed). A record before `start` was decided already. A hole (the first record after `start`,
+    or a jump between two) means records were skipped by the consumer (e.g. stale fetches around a rebalance):
+    deciding them would move the stored offset past requests never decided, so it raises Gap and the caller reads
+    again from `start`.
     """
-    fresh = [r for r in requests if r.offset >= start]
     expected = start
-    for req in fresh:
-        if req.offset != expected:
-            raise Gap(expected, req.offset)
+    for offset in offsets:
+        if offset < start:
+            continue
+        if offset != expected:
+            raise Gap(expected, offset)
         expected += 1
-    return fresh
+    return [r for r in requests if r.offset >= start]
 
 
 def demand(terms: Terms, requests: Sequence[Request]) -> int:

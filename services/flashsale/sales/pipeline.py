@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import confluent_kafka
 import confluent_kafka.admin as kafka_admin
 
 from flashsale.common import database, errors, kafka
-from flashsale.sales import domain, ledger_repository, partitioning, repository
+from flashsale.sales import domain, ledger_repository, partitioning, records, repository
 from flashsale_api.v1 import sales_pb2
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,52 @@ class Waiters:
                     fut.set_result(decision)
 
 
+Taker = Callable[[Sequence[tuple[domain.Sale, domain.PurchaseRequest]]], Awaitable[None]]
+
+
+class Coalescer:
+    """Takes the requests of concurrent single purchases together: every call made in one turn of the event
+    loop goes out in one append (one record per partition), and each call returns once that append was
+    acknowledged or raises what it raised."""
+
+    def __init__(self, take: Taker) -> None:
+        self._take = take
+        self._queued: list[tuple[domain.Sale, domain.PurchaseRequest]] = []
+        self._done: asyncio.Future[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def take(self, sale: domain.Sale, request: domain.PurchaseRequest) -> None:
+        """Queue one request for the next append and wait for it."""
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            loop.call_soon(self._flush)
+        done = self._done
+        self._queued.append((sale, request))
+        await asyncio.shield(done)  # a caller that gives up does not cancel the others' append
+
+    def _flush(self) -> None:
+        queued, done = self._queued, self._done
+        self._queued, self._done = [], None
+        assert done is not None
+        task = asyncio.ensure_future(self._take(queued))
+        self._running.add(task)
+        task.add_done_callback(functools.partial(self._settle, done))
+
+    def _settle(self, done: asyncio.Future[None], task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if done.done():
+            return
+        if task.cancelled():
+            done.set_exception(errors.TemporaryError("appending the requests was cancelled"))
+        elif task.exception() is not None:
+            done.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            done.set_result(None)
+        if not done.cancelled():
+            done.exception()  # retrieved: no "never retrieved" warning when every caller gave up
+
+
 def pending(request: domain.PurchaseRequest) -> domain.Decision:
     """The answer for a request taken but not decided yet."""
     return domain.Decision(
@@ -83,6 +130,7 @@ class Pipeline:
         self._bootstrap = bootstrap
         self.waiters = waiters
         self._sales: dict[str, domain.Sale] = {}
+        self._coalescer = Coalescer(self.take)
         self._watermarks: confluent_kafka.Consumer | None = None
 
     async def prepared_sale(self, sale_id: str) -> domain.Sale | None:
@@ -151,19 +199,16 @@ class Pipeline:
             raise errors.FailedPrecondition(f"the request topic has {have} partitions already", "partitions")
 
     async def take(self, requests: Sequence[tuple[domain.Sale, domain.PurchaseRequest]]) -> None:
-        """Append requests to their sales' request topics (keyed and partitioned by user) and wait for the broker."""
-        items = []
+        """Append requests to their sales' request topics and wait for the broker: one record per partition
+        (routed by user), holding that partition's requests in the order given."""
+        by_sale: dict[str, tuple[domain.Sale, list[domain.PurchaseRequest]]] = {}
         for sale, req in requests:
-            value = sales_pb2.PurchaseRequest(
-                sale_id=req.sale_id, user_id=req.user_id, quantity=req.quantity, request_id=req.request_id
-            ).SerializeToString()
-            items.append(
-                (
-                    partitioning.request_topic(sale.sale_id),
-                    partitioning.partition_of(req.user_id, sale.partitions),
-                    req.user_id,
-                    value,
-                )
+            by_sale.setdefault(sale.sale_id, (sale, []))[1].append(req)
+        items: list[tuple[str, int, str, bytes]] = []
+        for sale, taken in by_sale.values():
+            topic = partitioning.request_topic(sale.sale_id)
+            items.extend(
+                (topic, partition, sale.sale_id, value) for partition, value in records.group(sale.partitions, taken)
             )
         await self._producer.send_all(items)
         self.waiters.taken([req.request_id for _, req in requests])
@@ -175,7 +220,7 @@ class Pipeline:
         decision (a retry describing another purchase is refused once that decision is known)."""
         fut = self.waiters.wait(request.request_id) if wait_ms > 0 else None
         try:
-            await self.take([(sale, request)])
+            await self._coalescer.take(sale, request)
         except BaseException:
             if fut is not None:
                 self.waiters.forget(request.request_id, fut)

@@ -19,8 +19,7 @@ from typing import TypeVar
 import confluent_kafka
 
 from flashsale.common import database, errors, kafka, timeutil, topics
-from flashsale.sales import domain, ledger, ledger_repository, messages, partitioning, repository
-from flashsale_api.v1 import sales_pb2
+from flashsale.sales import domain, ledger, ledger_repository, messages, partitioning, records, repository
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,8 @@ class _Pending:
     """A partition's messages read but not decided yet (gathered across consume calls into one transaction)."""
 
     due: float  # monotonic time by which they are decided even if the batch is not full
-    messages: list[confluent_kafka.Message] = dataclasses.field(default_factory=list)
+    offsets: list[int] = dataclasses.field(default_factory=list)  # of the records read, in log order
+    requests: list[ledger.Request] = dataclasses.field(default_factory=list)  # the records' purchases, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,16 +163,17 @@ class SalesWorker:
                     held = self._pending.get(key)
                     if held is None:
                         held = self._pending[key] = _Pending(now + self._linger)
-                    held.messages.append(msg)
+                    held.offsets.append(msg.offset() or 0)
+                    held.requests.extend(_requests(msg))
                 drained = len(msgs) < self._batch_max  # nothing more is buffered locally right now
                 for key, held in list(self._pending.items()):
                     if (
-                        len(held.messages) >= self._batch_max
+                        len(held.requests) >= self._batch_max
                         or (drained and now >= held.due)
                         or now >= held.due + _MAX_HOLD_S
                     ):
                         del self._pending[key]
-                        self._decide_with_retry(key[0], key[1], held.messages)
+                        self._decide_with_retry(key[0], key[1], held)
         except Exception:
             log.exception("sales worker crashed")
             raise
@@ -182,7 +183,7 @@ class SalesWorker:
     def _next_due(self) -> float:
         return min(held.due for held in self._pending.values())
 
-    def _decide_with_retry(self, topic: str, partition: int, batch: list[confluent_kafka.Message]) -> None:
+    def _decide_with_retry(self, topic: str, partition: int, batch: _Pending) -> None:
         backoff = 0.05
         decided: _Batch | None = None
         while not self._stop.is_set():
@@ -218,23 +219,23 @@ class SalesWorker:
         decided.state.published = decided.end
         self._on_decided(decided.made + decided.earlier)
 
-    def _decide(self, topic: str, partition: int, batch: Sequence[confluent_kafka.Message]) -> _Batch | None:
+    def _decide(self, topic: str, partition: int, batch: _Pending) -> _Batch | None:
         state = self._assigned.get((topic, partition))
         if state is None:
             return None
         sale = state.sale
         terms = ledger.Terms(sale.sale_id, sale.starts_at, sale.ends_at, sale.per_user_limit)
-        requests = [_request(msg) for msg in batch]
+        requests = batch.requests
         wanted = ledger.demand(terms, requests)
         self._refill(sale.sale_id, partition, wanted)
-        end = (batch[-1].offset() or 0) + 1
+        end = batch.offsets[-1] + 1
         dialect = self._db.dialect
 
         def work(tx: database.Tx) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int, int]:
             # the partition row lock first: the stored offset read under it cannot be moved by another writer
             remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
             start, _ = ledger_repository.offsets(tx, topic, partition)
-            fresh = ledger.undecided(requests, start)
+            fresh = ledger.undecided(batch.offsets, requests, start)
             pool = ledger_repository.pool_remaining(tx, sale.sale_id)
             users = sorted({r.user_id for r in fresh})
             ids = [r.request_id for r in fresh]
@@ -313,8 +314,14 @@ class SalesWorker:
         log.info("re-published decisions", extra={"topic": topic, "partition": partition, "count": len(made)})
 
 
-def _request(msg: confluent_kafka.Message) -> ledger.Request:
-    parsed = sales_pb2.PurchaseRequest()
-    parsed.ParseFromString(msg.value() or b"")
+def _requests(msg: confluent_kafka.Message) -> list[ledger.Request]:
+    """The purchases of a request-topic record; none for a malformed record (logged; its offset is still passed)."""
     _, stamp = msg.timestamp()
-    return ledger.Request(parsed.request_id, parsed.user_id, parsed.quantity, int(stamp), msg.offset() or 0)
+    try:
+        return records.decode(msg.value() or b"", msg.offset() or 0, int(stamp))
+    except records.MalformedRecord as exc:
+        log.error(
+            "malformed request record skipped",
+            extra={"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(), "reason": str(exc)},
+        )
+        return []

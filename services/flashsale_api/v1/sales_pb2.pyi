@@ -218,6 +218,39 @@ class PurchaseRequest(_message.Message):
 Global___PurchaseRequest: _TypeAlias = PurchaseRequest  # noqa: Y015
 
 @_typing.final
+class PurchaseRecord(_message.Message):
+    """PurchaseRecord is one record of a sale's request topic (internal to the sales service): purchases taken
+    together (one ingress call, or concurrent calls coalesced) that route to the same partition, as columns in
+    arrival order. The record's log offset and log-append time are those of every purchase in it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_IDS_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    QUANTITIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def quantities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        request_ids: _abc.Iterable[_builtins.str] | None = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        quantities: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantities", b"quantities", "request_ids", b"request_ids", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurchaseRecord: _TypeAlias = PurchaseRecord  # noqa: Y015
+
+@_typing.final
 class PurchaseBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -447,7 +480,7 @@ class SaleStats(_message.Message):
     accepted_requests: _builtins.int
     rejected_requests: _builtins.int
     requests_pending: _builtins.int
-    """appended to the request topic, not decided yet"""
+    """request records appended to the request topic, not decided yet"""
     reserve_remaining: _builtins.int
     @_builtins.property
     def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionStats]: ...
