@@ -24,7 +24,7 @@ from aiosmtpd import controller as smtp_controller
 from google.protobuf import message as pb_message
 from grpc_errors import refused
 
-from flashsale.common import database, events, kafka, outbox, timeutil, topics
+from flashsale.common import database, decided, events, kafka, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.notification import bootstrap, domain, repository
 from flashsale.platform import cache
@@ -332,14 +332,38 @@ async def test_register_verify_and_notify_by_mail_sms_and_live(
         await env.deliveries_of(user.user_id, cancelled.event_id, 1)
         assert len(box.to(address, "Your order awaits payment")) == 1
 
-        # A purchase decision is live only.
-        decided = events_pb2.PurchaseDecided(
-            request_id="r-1", sale_id="sale-1", user_id=user.user_id, quantity=1, accepted=False, reason="sold_out"
+        # Purchase decisions are live only: one notice per decision of a purchases.decided event, to its shopper.
+        other = uuid.uuid4().hex
+        other_stream = Stream(env.stub, other)
+        await other_stream.ready()
+        rejected, accepted, theirs = (uuid.uuid4().hex for _ in range(3))
+        batch = events_pb2.PurchasesDecided(
+            sale_id="sale-1",
+            product_id="prod-1",
+            price_cents=1999,
+            stock=10,
+            remaining=8,
+            request_ids=[rejected, theirs, accepted],
+            user_ids=[user.user_id, other, user.user_id],
+            quantities=[1, 2, 2],
+            reasons=["sold_out", "", ""],
+            reservation_ids=["", "res-theirs", "res-mine"],
         )
-        decision = await env.publish(topics.SALES, "purchase.decided", "sale-1", decided)
-        note = await stream.next_of("purchase.decided")
-        assert note.title == "Purchase rejected" and "sold out" in note.body
-        assert not [d for d in await env.deliveries(user.user_id) if d.notification_id == decision.event_id]
+        decision = await env.publish(topics.SALES, decided.EVENT_TYPE, "sale-1", batch)
+        first, second = [await stream.next_of("purchase.decided") for _ in range(2)]
+        assert (first.notification_id, first.title) == (decided.entry_id(rejected), "Purchase rejected")
+        assert "sold out" in first.body and first.data["reason"] == "sold_out"
+        assert (second.notification_id, second.title) == (decided.entry_id(accepted), "Purchase accepted")
+        assert (second.data["reservation_id"], second.data["sale_id"]) == ("res-mine", "sale-1")
+        note = await other_stream.next_of("purchase.decided")
+        assert (note.user_id, note.notification_id, note.data["request_id"]) == (
+            other,
+            decided.entry_id(theirs),
+            theirs,
+        )
+        await other_stream.close()
+        ids = {decision.event_id, *(decided.entry_id(r) for r in (rejected, accepted))}
+        assert not [d for d in await env.deliveries(user.user_id) if d.notification_id in ids]
         open_stream = stream  # left open: shutdown must end it
         stopping = time.monotonic()
     assert time.monotonic() - stopping < 4.5  # the open stream did not hold the server for its grace period

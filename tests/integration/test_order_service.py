@@ -14,7 +14,7 @@ import pytest
 from grpc_errors import refused
 from kafka_reader import Predicate, TopicTap
 
-from flashsale.common import events, kafka, topics
+from flashsale.common import decided, events, kafka, topics
 from flashsale.common.settings import Settings
 from flashsale.order import bootstrap
 from flashsale_api.v1 import events_pb2, order_pb2, order_pb2_grpc
@@ -46,24 +46,34 @@ async def _running(settings: Settings) -> AsyncIterator[Env]:
         await asyncio.to_thread(producer.close)
 
 
-def _decision(user_id: str, sale_id: str, *, quantity: int = 2, accepted: bool = True) -> events_pb2.PurchaseDecided:
-    return events_pb2.PurchaseDecided(
+def _decision(user_id: str, *, quantity: int = 2, accepted: bool = True) -> decided.Entry:
+    return decided.Entry(
         request_id=uuid.uuid4().hex,
-        sale_id=sale_id,
         user_id=user_id,
         quantity=quantity,
-        accepted=accepted,
         reason="" if accepted else "sold_out",
         reservation_id=uuid.uuid4().hex if accepted else "",
-        price_cents=1500,
-        product_id="prod-1",
-        remaining=10,
-        stock=20,
     )
 
 
-async def _publish(env: Env, decision: events_pb2.PurchaseDecided) -> events_pb2.EventEnvelope:
-    envelope = events.envelope("purchase.decided", decision.sale_id, decision, "test")
+def _decided(sale_id: str, entries: list[decided.Entry]) -> events_pb2.PurchasesDecided:
+    """A purchases.decided payload of a sale at 15.00 a unit with the entries as its columns."""
+    return events_pb2.PurchasesDecided(
+        sale_id=sale_id,
+        product_id="prod-1",
+        price_cents=1500,
+        stock=20,
+        remaining=10,
+        request_ids=[e.request_id for e in entries],
+        user_ids=[e.user_id for e in entries],
+        quantities=[e.quantity for e in entries],
+        reasons=[e.reason for e in entries],
+        reservation_ids=[e.reservation_id for e in entries],
+    )
+
+
+async def _publish(env: Env, sale_id: str, *entries: decided.Entry) -> events_pb2.EventEnvelope:
+    envelope = events.envelope(decided.EVENT_TYPE, sale_id, _decided(sale_id, list(entries)), "test")
     await env.producer.publish(topics.SALES, envelope)
     return envelope
 
@@ -97,8 +107,8 @@ async def test_order_from_decision_is_paid_cancelled_and_listed(backend_settings
     user, sale = uuid.uuid4().hex, uuid.uuid4().hex
     async with _running(backend_settings) as env:
         stub = env.stub
-        first = _decision(user, sale)
-        await _publish(env, first)
+        first = _decision(user)
+        await _publish(env, sale, first)
         order = await _wait_order(env, user, first.request_id)
         assert (order.status, order.amount_cents, order.quantity) == (PENDING, 3000, 2)
         assert (order.reservation_id, order.sale_id, order.product_id) == (first.reservation_id, sale, "prod-1")
@@ -142,8 +152,8 @@ async def test_order_from_decision_is_paid_cancelled_and_listed(backend_settings
             stub.CancelOrder(cancel(order_id=order.order_id, user_id=user)), grpc.StatusCode.FAILED_PRECONDITION
         )
 
-        second = _decision(user, sale, quantity=1)
-        await _publish(env, second)
+        second = _decision(user, quantity=1)
+        await _publish(env, sale, second)
         other = await _wait_order(env, user, second.request_id)
         cancelled = await stub.CancelOrder(cancel(order_id=other.order_id, user_id=user))
         assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
@@ -164,25 +174,69 @@ async def test_order_from_decision_is_paid_cancelled_and_listed(backend_settings
 async def test_redelivered_and_rejected_decisions(backend_settings: Settings) -> None:
     user, sale = uuid.uuid4().hex, uuid.uuid4().hex
     async with _running(backend_settings) as env:
-        twice = _decision(user, sale)
-        envelope = await _publish(env, twice)
+        twice = _decision(user)
+        envelope = await _publish(env, sale, twice)
         await env.producer.publish(topics.SALES, envelope)
-        await _publish(env, twice)  # a new event id for the same reservation
-        rejected = _decision(user, sale, accepted=False)
-        await _publish(env, rejected)
-        marker = _decision(user, sale)
-        await _publish(env, marker)  # same key: read after the others
+        await _publish(env, sale, twice)  # a new event id for the same decision
+        rejected = _decision(user, accepted=False)
+        await _publish(env, sale, rejected)
+        marker = _decision(user)
+        await _publish(env, sale, marker)  # same key: read after the others
         await _wait_order(env, user, marker.request_id)
         assert len(await _orders_of(env, user, twice.request_id)) == 1
         assert await _orders_of(env, user, rejected.request_id) == []
+
+
+async def test_one_event_orders_its_accepted_decisions_once(backend_settings: Settings) -> None:
+    ann, bob, sale = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    async with _running(backend_settings) as env:
+        first, rejected, second, third = (
+            _decision(ann, quantity=2),
+            _decision(ann, accepted=False),
+            _decision(bob, quantity=1),
+            _decision(ann, quantity=3),
+        )
+        await _publish(env, sale, first, rejected, second, third)
+        orders = {d.request_id: await _wait_order(env, d.user_id, d.request_id) for d in (first, second, third)}
+        assert {r: (o.reservation_id, o.amount_cents, o.status) for r, o in orders.items()} == {
+            first.request_id: (first.reservation_id, 3000, PENDING),
+            second.request_id: (second.reservation_id, 1500, PENDING),
+            third.request_id: (third.reservation_id, 4500, PENDING),
+        }
+        assert await _orders_of(env, ann, rejected.request_id) == []
+
+        # A writer taking the partition over re-publishes decisions grouped differently, under another event id.
+        fourth, late_rejection = _decision(bob, quantity=1), _decision(ann, accepted=False)
+        await _publish(env, sale, third, late_rejection, second, fourth)
+        # An unusable entry (no reservation) refuses its whole event: the good entry beside it makes no order.
+        beside, unusable = _decision(ann), dataclasses.replace(_decision(bob), reservation_id="")
+        await _publish(env, sale, beside, unusable)
+        marker = _decision(ann)
+        await _publish(env, sale, marker)  # same key: read after the others
+        await _wait_order(env, ann, marker.request_id)
+        await _wait_order(env, bob, fourth.request_id)
+        for d in (first, second, third, fourth):
+            assert len(await _orders_of(env, d.user_id, d.request_id)) == 1, d
+        for d in (rejected, late_rejection, beside, unusable):
+            assert await _orders_of(env, d.user_id, d.request_id) == [], d
+        listed = {u: await env.stub.ListOrders(order_pb2.ListOrdersRequest(user_id=u)) for u in (ann, bob)}
+        assert {o.request_id for o in listed[ann].orders} == {first.request_id, third.request_id, marker.request_id}
+        assert {o.request_id for o in listed[bob].orders} == {second.request_id, fourth.request_id}
+
+        def created_in_sale(e: events_pb2.EventEnvelope) -> bool:
+            return e.type == "order.created" and _payload(e).sale_id == sale
+
+        await env.tap.wait_for(created_in_sale, count=5)
+        await env.tap.settle()
+        assert len(env.tap.matching(created_in_sale)) == 5
 
 
 async def test_unpaid_order_expires_and_cannot_be_paid(backend_settings: Settings) -> None:
     settings = backend_settings.model_copy(update={"payment_window_s": 0.5, "expiry_scan_s": 0.1})
     user, sale = uuid.uuid4().hex, uuid.uuid4().hex
     async with _running(settings) as env:
-        decision = _decision(user, sale, quantity=3)
-        await _publish(env, decision)
+        decision = _decision(user, quantity=3)
+        await _publish(env, sale, decision)
         order = await _wait_order(env, user, decision.request_id)
         expired = _payload(await env.tap.wait_for(_event("order.expired", order.order_id)))
         assert (expired.reservation_id, expired.sale_id, expired.quantity, expired.status) == (
@@ -214,8 +268,8 @@ async def test_bad_input_is_refused_and_changes_nothing(backend_settings: Settin
     code = grpc.StatusCode.INVALID_ARGUMENT
     async with _running(backend_settings) as env:
         stub = env.stub
-        decision = _decision(user, sale)
-        await _publish(env, decision)
+        decision = _decision(user)
+        await _publish(env, sale, decision)
         order = await _wait_order(env, user, decision.request_id)
         oid = order.order_id
 

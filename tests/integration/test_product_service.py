@@ -14,7 +14,7 @@ from google.protobuf import message
 from grpc_errors import refused
 from kafka_reader import Predicate, TopicTap
 
-from flashsale.common import events, kafka, timeutil, topics
+from flashsale.common import decided, events, kafka, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.product import bootstrap
 from flashsale_api.v1 import events_pb2, product_pb2, product_pb2_grpc
@@ -77,17 +77,18 @@ def _sale_created(sale_id: str, product_id: str, stock: int, price: int, starts:
 
 
 def _decided(sale_id: str, product_id: str, stock: int, remaining: int) -> message.Message:
-    return events_pb2.PurchaseDecided(
-        request_id=uuid.uuid4().hex,
+    """Two accepted decisions and a rejected one, leaving `remaining` of `stock`."""
+    return events_pb2.PurchasesDecided(
         sale_id=sale_id,
-        user_id=uuid.uuid4().hex,
-        quantity=1,
-        accepted=True,
-        reservation_id=uuid.uuid4().hex,
-        price_cents=500,
         product_id=product_id,
-        remaining=remaining,
+        price_cents=500,
         stock=stock,
+        remaining=remaining,
+        request_ids=[uuid.uuid4().hex for _ in range(3)],
+        user_ids=[uuid.uuid4().hex for _ in range(3)],
+        quantities=[1, 2, 1],
+        reasons=["", "", "limit_exceeded"],
+        reservation_ids=[uuid.uuid4().hex, uuid.uuid4().hex, ""],
     )
 
 
@@ -172,7 +173,7 @@ async def test_availability_and_price_follow_sales_events(env: Env) -> None:
         first = await asyncio.wait_for(watch.read(), 10)
         assert isinstance(first, product_pb2.Availability)
         assert (first.sale_id, first.remaining, first.stock) == (sale, 10, 10)
-        decided = await _publish(env, "purchase.decided", sale, _decided(sale, pid, 10, 7))
+        decisions = await _publish(env, decided.EVENT_TYPE, sale, _decided(sale, pid, 10, 7))
         change = await asyncio.wait_for(watch.read(), 30)
         assert isinstance(change, product_pb2.Availability)
         assert (change.remaining, change.stock) == (7, 10)
@@ -187,16 +188,16 @@ async def test_availability_and_price_follow_sales_events(env: Env) -> None:
         watch.cancel()
 
     # A redelivered decision changes nothing: the marker behind it (same key, same partition) proves it was read.
-    await env.producer.publish(topics.SALES, decided)
+    await env.producer.publish(topics.SALES, decisions)
     marker = uuid.uuid4().hex
     await _publish(env, "sale.created", sale, _sale_created(marker, pid, 1, 1, now, now + 1000))
     await _availability(env, pid, marker, lambda a: True)
     assert (await _availability(env, pid, sale, lambda a: True)).remaining == 9
 
     unseen = uuid.uuid4().hex
-    await _publish(env, "purchase.decided", unseen, _decided(unseen, pid, 5, 4))
+    await _publish(env, decided.EVENT_TYPE, unseen, _decided(unseen, pid, 5, 4))
     row = await _availability(env, pid, unseen, lambda a: True)
-    assert (row.stock, row.remaining) == (5, 4)
+    assert (row.stock, row.remaining, row.sale_price_cents) == (5, 4, 500)
 
 
 async def test_bad_input_is_refused_and_changes_nothing(env: Env) -> None:

@@ -12,12 +12,14 @@ from typing import Any
 import confluent_kafka
 import grpc
 import pytest
+from test_sales_service import OneDecision, decided
 
 from flashsale.common import database, events, timeutil, topics
+from flashsale.common import decided as decided_events
 from flashsale.common.settings import Settings
 from flashsale.product import bootstrap as product_bootstrap
 from flashsale.sales import bootstrap as sales_bootstrap
-from flashsale_api.v1 import events_pb2, product_pb2, product_pb2_grpc, sales_pb2, sales_pb2_grpc
+from flashsale_api.v1 import product_pb2, product_pb2_grpc, sales_pb2, sales_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +30,8 @@ GREEDY = 40  # users who try a second time with another request id (limit 1)
 ACCEPTED = sales_pb2.PURCHASE_OUTCOME_ACCEPTED
 
 
-def _decided_events(
-    bootstrap: str, sale_id: str, expected: int, limit_s: float = 60.0
-) -> list[events_pb2.PurchaseDecided]:
-    """Read topics.SALES from the beginning until `expected` purchase.decided events of the sale were seen and
+def _decided_events(bootstrap: str, sale_id: str, expected: int, limit_s: float = 60.0) -> list[OneDecision]:
+    """Read topics.SALES from the beginning until `expected` purchases.decided events of the sale were seen and
     the topic is read to its end; return them."""
     consumer = confluent_kafka.Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False}
@@ -41,7 +41,7 @@ def _decided_events(
         consumer.assign(
             [confluent_kafka.TopicPartition(topics.SALES, p, confluent_kafka.OFFSET_BEGINNING) for p in partitions]
         )
-        found: list[events_pb2.PurchaseDecided] = []
+        found: list[OneDecision] = []
         position = {p: -1 for p in partitions}
         deadline = time.monotonic() + limit_s
         while True:
@@ -50,7 +50,7 @@ def _decided_events(
                 for p in partitions
             }
             while any(position[p] + 1 < highs[p] for p in partitions):  # read to the end as of now
-                assert time.monotonic() < deadline, f"saw {len(found)} of {expected} purchase.decided events"
+                assert time.monotonic() < deadline, f"saw {len(found)} of {expected} purchases.decided events"
                 msg = consumer.poll(0.2)
                 if msg is None or msg.error() is not None:
                     continue
@@ -58,13 +58,11 @@ def _decided_events(
                 assert partition is not None and offset is not None and isinstance(value, bytes)
                 position[partition] = offset
                 env = events.decode(value)
-                if env.type == "purchase.decided" and env.key == sale_id:
-                    payload = events_pb2.PurchaseDecided()
-                    events.unpack(env, payload)
-                    found.append(payload)
+                if env.type == decided_events.EVENT_TYPE and env.key == sale_id:
+                    found.append(decided(env))
             if len(found) >= expected:
                 return found
-            assert time.monotonic() < deadline, f"saw {len(found)} of {expected} purchase.decided events"
+            assert time.monotonic() < deadline, f"saw {len(found)} of {expected} purchases.decided events"
             time.sleep(0.05)
     finally:
         consumer.close()

@@ -11,7 +11,7 @@ import pytest
 from grpc_errors import refused
 from test_sales_service import TopicReader, buy, running, sale_request
 
-from flashsale.common import database, outbox, timeutil, topics
+from flashsale.common import database, decided, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
 from flashsale.sales import partitioning
@@ -104,16 +104,16 @@ async def test_a_crowd_in_batches_buys_exactly_the_stock(backend_settings: Setti
         assert max(held.values()) <= 2
         report = _check(p.settings, sale.sale_id)
         assert report.ok, [v for v in report.violations if v.count]
-        published: dict[str, events_pb2.PurchaseDecided] = {}
+        published: dict[str, decided.Entry] = {}
         deadline = time.monotonic() + 30
         while len(published) < distinct:
             for env in events.drain(timeout=1.0):
-                if env.type == "purchase.decided":
-                    body = events_pb2.PurchaseDecided()
+                if env.type == decided.EVENT_TYPE:
+                    body = events_pb2.PurchasesDecided()
                     env.payload.Unpack(body)
                     if body.sale_id == sale.sale_id:
-                        assert env.event_id == f"decision-{body.request_id}"
-                        published[body.request_id] = body
+                        assert env.event_id.startswith("decisions-flashsale.sale."), env.event_id
+                        published.update((e.request_id, e) for e in decided.entries(body))
             assert time.monotonic() < deadline, f"{len(published)} of {distinct} decisions published"
         assert sum(1 for b in published.values() if b.accepted) == stats.accepted_requests
 

@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_errors import refused
 
+from flashsale.common import decided as decided_events
 from flashsale.common import events, kafka, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.product import bootstrap as product_bootstrap
@@ -146,11 +147,35 @@ def of_sale(envs: list[events_pb2.EventEnvelope], sale_id: str, event_type: str)
     return [e for e in envs if e.key == sale_id and e.type == event_type]
 
 
-def decided(env: events_pb2.EventEnvelope) -> events_pb2.PurchaseDecided:
-    """The PurchaseDecided payload of an envelope."""
-    payload = events_pb2.PurchaseDecided()
-    events.unpack(env, payload)
-    return payload
+@dataclasses.dataclass(frozen=True)
+class OneDecision:
+    """The one decision of a purchases.decided event of an unprepared sale, with the sale's figures."""
+
+    request_id: str
+    accepted: bool
+    reason: str
+    reservation_id: str
+    remaining: int
+    product_id: str
+    stock: int
+    price_cents: int
+
+
+def decided(env: events_pb2.EventEnvelope) -> OneDecision:
+    """The single decision of a purchases.decided envelope (an unprepared sale decides one purchase at a time)."""
+    body = events_pb2.PurchasesDecided()
+    events.unpack(env, body)
+    (entry,) = decided_events.entries(body)
+    return OneDecision(
+        entry.request_id,
+        entry.accepted,
+        entry.reason,
+        entry.reservation_id,
+        body.remaining,
+        body.product_id,
+        body.stock,
+        body.price_cents,
+    )
 
 
 def released(env: events_pb2.EventEnvelope) -> events_pb2.StockReleased:
@@ -204,14 +229,14 @@ async def test_purchases_are_decided_idempotently_within_limit_and_stock(backend
         assert (await p.sales.GetSale(sales_pb2.GetSaleRequest(sale_id=sale.sale_id))).remaining == 0
 
         envs = await asyncio.to_thread(
-            reader.wait_for, lambda e: len(of_sale(e, sale.sale_id, "purchase.decided")) >= 7
+            reader.wait_for, lambda e: len(of_sale(e, sale.sale_id, decided_events.EVENT_TYPE)) >= 7
         )
         created = of_sale(envs, sale.sale_id, "sale.created")
         assert len(created) == 1
         payload = events_pb2.SaleCreated()
         events.unpack(created[0], payload)
         assert (payload.product_id, payload.stock, payload.price_cents) == (p.product_id, 3, 750)
-        decisions = [decided(e) for e in of_sale(envs, sale.sale_id, "purchase.decided")]
+        decisions = [decided(e) for e in of_sale(envs, sale.sale_id, decided_events.EVENT_TYPE)]
         assert len(decisions) == 7  # the retry of the first request emitted nothing
         assert [d.accepted for d in decisions].count(True) == 3
         assert [d.remaining for d in decisions] == [2, 2, 1, 1, 1, 0, 0]
@@ -253,11 +278,12 @@ async def test_purchases_outside_the_window_are_recorded_rejections(backend_sett
         envs = await asyncio.to_thread(
             reader.wait_for,
             lambda e: bool(
-                of_sale(e, later.sale_id, "purchase.decided") and of_sale(e, over.sale_id, "purchase.decided")
+                of_sale(e, later.sale_id, decided_events.EVENT_TYPE)
+                and of_sale(e, over.sale_id, decided_events.EVENT_TYPE)
             ),
         )
-        assert [decided(e).reason for e in of_sale(envs, later.sale_id, "purchase.decided")] == ["not_started"]
-        assert [decided(e).reason for e in of_sale(envs, over.sale_id, "purchase.decided")] == ["ended"]
+        assert [decided(e).reason for e in of_sale(envs, later.sale_id, decided_events.EVENT_TYPE)] == ["not_started"]
+        assert [decided(e).reason for e in of_sale(envs, over.sale_id, decided_events.EVENT_TYPE)] == ["ended"]
 
 
 def order_event(event_type: str, order_id: str, decision: sales_pb2.PurchaseDecision) -> events_pb2.EventEnvelope:
@@ -437,13 +463,13 @@ async def test_purchase_rejects_bad_input_and_changes_nothing(backend_settings: 
         envs = await asyncio.to_thread(
             reader.wait_for,
             lambda e: any(
-                decided(x).request_id == marker.request_id for x in of_sale(e, sale.sale_id, "purchase.decided")
+                decided(x).request_id == marker.request_id for x in of_sale(e, sale.sale_id, decided_events.EVENT_TYPE)
             ),
         )
         ids = [
             decided(e).request_id
             for e in envs
-            if e.type == "purchase.decided" and e.key in (sale.sale_id, second.sale_id)
+            if e.type == decided_events.EVENT_TYPE and e.key in (sale.sale_id, second.sale_id)
         ]
         assert ids == [first.request_id, marker.request_id]
 

@@ -1,4 +1,4 @@
-"""Notification domain: rendering, channel choice, preferences and the retry schedule."""
+"""Notification domain: rendering, channel choice, preferences, the retry schedule, and events read as notices."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from flashsale.notification import delivery, domain, live
+from flashsale.common import decided, errors, events
+from flashsale.notification import consumers, delivery, domain, live
+from flashsale_api.v1 import events_pb2
 
 CONTACT = domain.Contact("u1", "ann@example.com", "+15551234567")
 
@@ -59,6 +61,69 @@ def test_purchase_messages_tell_the_reason() -> None:
     assert "sold out" in note.body
     assert note.data["reason"] == "sold_out"
     assert domain.rejection_text("some_new_reason") == "some new reason"
+
+
+def _batch() -> events_pb2.PurchasesDecided:
+    """Decisions of sale s1: ann rejected (sold out), bob accepted, ann accepted."""
+    return events_pb2.PurchasesDecided(
+        sale_id="s1",
+        product_id="p1",
+        price_cents=1999,
+        stock=10,
+        remaining=7,
+        request_ids=["r1", "r2", "r3"],
+        user_ids=["ann", "bob", "ann"],
+        quantities=[1, 2, 1],
+        reasons=["sold_out", "", ""],
+        reservation_ids=["", "res2", "res3"],
+    )
+
+
+def _decided(batch: events_pb2.PurchasesDecided) -> events_pb2.EventEnvelope:
+    return events.envelope(decided.EVENT_TYPE, batch.sale_id, batch, "test")
+
+
+def test_one_purchase_notice_per_decision_to_its_shopper() -> None:
+    notes = [incoming.notification for incoming in consumers.interpret(_decided(_batch()))]
+    assert [(n.notification_id, n.user_id, n.kind, n.title) for n in notes] == [
+        ("decision-r1", "ann", "purchase.decided", "Purchase rejected"),
+        ("decision-r2", "bob", "purchase.decided", "Purchase accepted"),
+        ("decision-r3", "ann", "purchase.decided", "Purchase accepted"),
+    ]
+    assert "sold out" in notes[0].body and "2 items" in notes[1].body
+    assert [n.data["reservation_id"] for n in notes] == ["", "res2", "res3"]
+    assert {n.data["sale_id"] for n in notes} == {"s1"}
+    assert all(domain.is_live(n.kind) for n in notes)
+
+
+def test_unusable_decisions_are_permanent_errors() -> None:
+    short = _batch()
+    del short.reasons[-1]
+    with pytest.raises(errors.PermanentEventError, match="different lengths"):
+        consumers.interpret(_decided(short))
+    bad_user = _batch()
+    bad_user.user_ids[1] = "bad id!"
+    with pytest.raises(errors.PermanentEventError, match="user_id"):
+        consumers.interpret(_decided(bad_user))
+
+
+def test_live_handler_publishes_each_decision_and_never_the_verification() -> None:
+    published: list[domain.Notification] = []
+    handle = consumers.LiveHandler(published.append)
+    handle(_decided(_batch()))
+    assert [(n.notification_id, n.user_id) for n in published] == [
+        ("decision-r1", "ann"),
+        ("decision-r2", "bob"),
+        ("decision-r3", "ann"),
+    ]
+    published.clear()
+    registered = events_pb2.UserRegistered(user_id="ann", email="ann@example.com", verification_token="secret")
+    handle(events.envelope(domain.USER_REGISTERED, "ann", registered, "test"))
+    malformed = _batch()
+    del malformed.quantities[0]
+    handle(_decided(malformed))  # skipped here, dead-lettered by the delivery consumer
+    handle(events.envelope("sale.created", "s1", events_pb2.SaleCreated(sale_id="s1"), "test"))
+    assert published == []
 
 
 def test_money_formatting() -> None:

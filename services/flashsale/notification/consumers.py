@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from flashsale.common import database, errors, events, outbox, timeutil, validation
+from flashsale.common import database, decided, errors, events, outbox, timeutil, validation
 from flashsale.notification import delivery, domain, repository
 from flashsale_api.v1 import events_pb2
 
@@ -29,8 +29,8 @@ def _user_id(value: str) -> str:
         raise errors.PermanentEventError(f"user_id {value!r} {exc.message}") from None
 
 
-def interpret(env: events_pb2.EventEnvelope) -> Incoming | None:
-    """The notification an event stands for; None for kinds that concern nobody here.
+def interpret(env: events_pb2.EventEnvelope) -> list[Incoming]:
+    """The notifications an event stands for (one per decision of purchases.decided); none if it concerns nobody.
 
     Raises PermanentEventError when the payload does not unpack or names no valid user.
     """
@@ -43,11 +43,11 @@ def interpret(env: events_pb2.EventEnvelope) -> Incoming | None:
         if not registered.verification_token:
             raise errors.PermanentEventError("user.registered without a verification token")
         note = domain.verification(env.event_id, user_id, registered.email, registered.verification_token, created)
-        return Incoming(note, domain.Contact(user_id, registered.email, registered.phone))
+        return [Incoming(note, domain.Contact(user_id, registered.email, registered.phone))]
     if kind == domain.USER_VERIFIED:
         verified = events_pb2.UserVerified()
         events.unpack(env, verified)
-        return Incoming(domain.verified(env.event_id, _user_id(verified.user_id), verified.email, created))
+        return [Incoming(domain.verified(env.event_id, _user_id(verified.user_id), verified.email, created))]
     if kind in domain.ORDER_KINDS:
         order = events_pb2.OrderChanged()
         events.unpack(env, order)
@@ -60,21 +60,29 @@ def interpret(env: events_pb2.EventEnvelope) -> Incoming | None:
             status=order.status,
             pay_by_ms=timeutil.from_timestamp(order.pay_by),
         )
-        return Incoming(domain.order_changed(env.event_id, kind, update, created))
-    if kind == domain.PURCHASE_DECIDED:
-        decided = events_pb2.PurchaseDecided()
-        events.unpack(env, decided)
+        return [Incoming(domain.order_changed(env.event_id, kind, update, created))]
+    if kind == decided.EVENT_TYPE:
+        return _decisions(env, created)
+    return []
+
+
+def _decisions(env: events_pb2.EventEnvelope, created: int) -> list[Incoming]:
+    """One purchase-decided notification per decision of a purchases.decided event, named after the decision."""
+    batch = events_pb2.PurchasesDecided()
+    events.unpack(env, batch)
+    found = []
+    for entry in decided.entries(batch):
         purchase = domain.PurchaseUpdate(
-            request_id=decided.request_id,
-            user_id=_user_id(decided.user_id),
-            sale_id=decided.sale_id,
-            quantity=decided.quantity,
-            accepted=decided.accepted,
-            reason=decided.reason,
-            reservation_id=decided.reservation_id,
+            request_id=entry.request_id,
+            user_id=_user_id(entry.user_id),
+            sale_id=batch.sale_id,
+            quantity=entry.quantity,
+            accepted=entry.accepted,
+            reason=entry.reason,
+            reservation_id=entry.reservation_id,
         )
-        return Incoming(domain.purchase_decided(env.event_id, purchase, created))
-    return None
+        found.append(Incoming(domain.purchase_decided(decided.entry_id(entry.request_id), purchase, created)))
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +92,7 @@ class _Plan:
 
 
 class DeliveryHandler:
-    """Sends e-mail and SMS for an event and records every delivery, once per event id."""
+    """Sends e-mail and SMS for an event's notifications and records every delivery, once per notification id."""
 
     def __init__(
         self,
@@ -104,24 +112,26 @@ class DeliveryHandler:
 
     def __call__(self, env: events_pb2.EventEnvelope) -> None:
         """Handle one event in the consumer thread (blocking is fine here)."""
-        incoming = interpret(env)
-        if incoming is None or incoming.notification.kind not in (domain.USER_REGISTERED, *domain.ORDER_KINDS):
-            return
+        for incoming in interpret(env):
+            if incoming.notification.kind in (domain.USER_REGISTERED, *domain.ORDER_KINDS):
+                self._deliver(incoming)
+
+    def _deliver(self, incoming: Incoming) -> None:
         note = incoming.notification
-        plan = self._db.run_sync(lambda tx: self._plan(tx, env.event_id, incoming))
+        plan = self._db.run_sync(lambda tx: self._plan(tx, incoming))
         if plan is None:
-            log.info("event already handled", extra={"event_id": env.event_id, "kind": note.kind})
+            log.info("notification already handled", extra={"notification_id": note.notification_id, "kind": note.kind})
             return
         deliveries = [self._send(channel, note, plan.contact) for channel in plan.channels]
 
         def record(tx: database.Tx) -> None:
-            if outbox.first_time(tx, env.event_id):
+            if outbox.first_time(tx, note.notification_id):
                 repository.record_deliveries(tx, deliveries)
 
         self._db.run_sync(record)
 
-    def _plan(self, tx: database.Tx, event_id: str, incoming: Incoming) -> _Plan | None:
-        if tx.fetchone("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)):
+    def _plan(self, tx: database.Tx, incoming: Incoming) -> _Plan | None:
+        if tx.fetchone("SELECT 1 FROM processed_events WHERE event_id = ?", (incoming.notification.notification_id,)):
             return None
         user_id = incoming.notification.user_id
         if incoming.contact is not None:
@@ -167,19 +177,18 @@ class DeliveryHandler:
 
 
 class LiveHandler:
-    """Hands every live-worthy event to the in-memory hub of this replica."""
+    """Hands every live notification of an event to the in-memory hub of this replica."""
 
     def __init__(self, publish: Callable[[domain.Notification], None]) -> None:
         self._publish = publish
 
     def __call__(self, env: events_pb2.EventEnvelope) -> None:
         """Handle one event in the live consumer thread; a malformed one is the delivery consumer's to dead-letter."""
-        if not domain.is_live(env.type):
-            return
         try:
-            incoming = interpret(env)
+            found = interpret(env)
         except errors.PermanentEventError as exc:
             log.debug("live: skipping malformed event", extra={"event_id": env.event_id, "reason": str(exc)})
             return
-        if incoming is not None:
-            self._publish(incoming.notification)
+        for incoming in found:
+            if domain.is_live(incoming.notification.kind):
+                self._publish(incoming.notification)

@@ -12,7 +12,7 @@ Status = Literal["sent", "failed"]
 
 USER_REGISTERED = "user.registered"
 USER_VERIFIED = "user.verified"
-PURCHASE_DECIDED = "purchase.decided"
+PURCHASE_DECIDED = "purchase.decided"  # one decision, as a shopper sees it (a purchases.decided event holds many)
 ORDER_KINDS = frozenset({"order.created", "order.paid", "order.expired", "order.cancelled"})
 LIVE_KINDS = frozenset({USER_VERIFIED, PURCHASE_DECIDED, *ORDER_KINDS})
 VERIFICATION_SUBJECT = "Verify your Flashsale account"
@@ -48,7 +48,7 @@ class Contact:
 
 @dataclasses.dataclass(frozen=True)
 class Notification:
-    """One thing to tell a user, whatever the channel; its id is the id of the event behind it."""
+    """One thing to tell a user, whatever the channel; its id is the id of the event (or decision) behind it."""
 
     notification_id: str
     user_id: str
@@ -202,7 +202,7 @@ def sms_text(notification: Notification) -> str:
 
 
 def is_live(kind: str) -> bool:
-    """Whether an event kind goes to live streams (the verification e-mail never does: it holds a secret)."""
+    """Whether a notification kind goes to live streams (the verification e-mail never does: it holds a secret)."""
     return kind in LIVE_KINDS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flashsale.common import database, errors, events, outbox, timeutil
+from flashsale.common import database, decided, errors, events, outbox, timeutil
 from flashsale.product import domain, repository
 from flashsale_api.v1 import events_pb2
 
@@ -36,11 +36,11 @@ def _sale_created(env: events_pb2.EventEnvelope, now: int) -> Callable[[database
 
 def _stock_changed(env: events_pb2.EventEnvelope, now: int) -> Callable[[database.Tx], None]:
     price = 0
-    if env.type == "purchase.decided":
-        decided = events_pb2.PurchaseDecided()
-        events.unpack(env, decided)
-        sale_id, product_id, stock, remaining = decided.sale_id, decided.product_id, decided.stock, decided.remaining
-        price = decided.price_cents
+    if env.type == decided.EVENT_TYPE:
+        batch = events_pb2.PurchasesDecided()
+        events.unpack(env, batch)
+        sale_id, product_id, stock, remaining = batch.sale_id, batch.product_id, batch.stock, batch.remaining
+        price = batch.price_cents
     else:
         released = events_pb2.StockReleased()
         events.unpack(env, released)
@@ -64,13 +64,13 @@ def _stock_changed(env: events_pb2.EventEnvelope, now: int) -> Callable[[databas
 
 
 def handler(db: database.Database) -> Callable[[events_pb2.EventEnvelope], None]:
-    """The handler of topics.SALES: sale.created, purchase.decided and stock.released update availability."""
+    """The handler of topics.SALES: sale.created, purchases.decided and stock.released update availability."""
 
     def handle(env: events_pb2.EventEnvelope) -> None:
         now = timeutil.now_ms()
         if env.type == "sale.created":
             effect = _sale_created(env, now)
-        elif env.type in ("purchase.decided", "stock.released"):
+        elif env.type in (decided.EVENT_TYPE, "stock.released"):
             effect = _stock_changed(env, now)
         else:
             return

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf import timestamp_pb2
 
-from flashsale.common import events, timeutil
+from flashsale.common import decided, events, timeutil
 from flashsale.sales import domain
 from flashsale_api.v1 import events_pb2, sales_pb2
 
 SOURCE = "sales"
-DECISION_EVENT_PREFIX = "decision-"
 SALE_CREATED = "sale.created"
-PURCHASE_DECIDED = "purchase.decided"
 STOCK_RELEASED = "stock.released"
 
 _OUTCOMES = {
@@ -91,26 +91,34 @@ def sale_created(value: domain.Sale) -> events_pb2.EventEnvelope:
     return events.envelope(SALE_CREATED, value.sale_id, payload, SOURCE)
 
 
-def purchase_decided(
-    result: domain.PurchaseResult, event_id: str = "", occurred_at: timestamp_pb2.Timestamp | None = None
+def purchases_decided(
+    sale: domain.Sale,
+    made: Sequence[domain.Decision],
+    remaining: int,
+    event_id: str = "",
+    occurred_at: timestamp_pb2.Timestamp | None = None,
 ) -> events_pb2.EventEnvelope:
-    """The purchase.decided event of a new decision, accepted or rejected (a fresh event id and the current time
-    unless given)."""
-    made = result.decision
-    payload = events_pb2.PurchaseDecided(
-        request_id=made.request_id,
-        sale_id=made.sale_id,
-        user_id=made.user_id,
-        quantity=made.quantity,
-        accepted=made.outcome.accepted,
-        reason=made.outcome.reason,
-        reservation_id=made.reservation_id,
-        price_cents=result.sale.price_cents,
-        product_id=result.sale.product_id,
-        remaining=result.remaining,
-        stock=result.sale.stock,
+    """The purchases.decided event of decisions of one sale made together, in order, accepted or rejected, with
+    the stock remaining after them (a fresh event id and the current time unless given)."""
+    payload = events_pb2.PurchasesDecided(
+        sale_id=sale.sale_id,
+        product_id=sale.product_id,
+        price_cents=sale.price_cents,
+        stock=sale.stock,
+        remaining=remaining,
+        request_ids=[d.request_id for d in made],
+        user_ids=[d.user_id for d in made],
+        quantities=[d.quantity for d in made],
+        reasons=[d.outcome.reason for d in made],
+        reservation_ids=[d.reservation_id for d in made],
     )
-    return events.envelope(PURCHASE_DECIDED, made.sale_id, payload, SOURCE, event_id, occurred_at)
+    return events.envelope(decided.EVENT_TYPE, sale.sale_id, payload, SOURCE, event_id, occurred_at)
+
+
+def batch_event_id(topic: str, partition: int, start: int, end: int, part: int) -> str:
+    """The event id of part `part` of the decisions of request-topic offsets [start, end) of a partition (stable,
+    so publishing the same batch again is deduplicated by event id; consumers also deduplicate each decision)."""
+    return f"decisions-{topic}-{partition}-{start}-{end}-{part}"
 
 
 def stock_released(value: domain.Release) -> events_pb2.EventEnvelope:
@@ -125,8 +133,3 @@ def stock_released(value: domain.Release) -> events_pb2.EventEnvelope:
         stock=value.sale.stock,
     )
     return events.envelope(STOCK_RELEASED, value.sale.sale_id, payload, SOURCE)
-
-
-def decision_event_id(request_id: str) -> str:
-    """The event id of a pipeline decision's purchase.decided (stable, so a re-publish is deduplicated)."""
-    return DECISION_EVENT_PREFIX + request_id

@@ -215,7 +215,7 @@ def decide_purchase(
         left if left is not None else repository.remaining(tx, sale.sale_id),
         first_time=True,
     )
-    outbox.add(tx, topics.SALES, messages.purchase_decided(result))
+    outbox.add(tx, topics.SALES, messages.purchases_decided(sale, [decision], result.remaining))
     return result
 
 

@@ -29,6 +29,8 @@ _T = TypeVar("_T")
 # A partition's messages wait for more (one transaction and fsync for more requests) while the consumer has more
 # buffered, up to batch_max, or until the linger passed once nothing more is buffered; never longer than this past it.
 _MAX_HOLD_S = 0.1
+# Decisions per purchases.decided event at most: with ids of up to 64 characters an event stays below 400 kB.
+_EVENT_DECISIONS = 2000
 
 
 @dataclasses.dataclass
@@ -55,6 +57,7 @@ class _Batch:
     made: list[domain.Decision]
     earlier: list[domain.Decision]
     left: int
+    start: int  # the request-topic offsets decided: [start, end)
     end: int
 
 
@@ -208,7 +211,7 @@ class SalesWorker:
         backoff = 0.05
         while not self._stop.is_set():
             try:
-                self._publish(decided.sale, decided.made, decided.left)
+                self._publish(decided.sale, topic, partition, decided.start, decided.end, decided.made, decided.left)
                 break
             except (errors.TemporaryError, confluent_kafka.KafkaException) as exc:
                 log.warning("publishing decisions failed; retrying", extra={"reason": str(exc), "topic": topic})
@@ -231,7 +234,9 @@ class SalesWorker:
         end = batch.offsets[-1] + 1
         dialect = self._db.dialect
 
-        def work(tx: database.Tx) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int, int]:
+        def work(
+            tx: database.Tx,
+        ) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int, int, int]:
             # the partition row lock first: the stored offset read under it cannot be moved by another writer
             remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
             start, _ = ledger_repository.offsets(tx, topic, partition)
@@ -248,9 +253,9 @@ class SalesWorker:
                 tx, terms, partition, topic, decided, reservations, now, max(end, start), state.published, dialect
             )
             earlier = [d for d in (repository.get_decision(tx, r.request_id) for r in decided.duplicates) if d]
-            return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id), now
+            return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id), now, start
 
-        decided, reservations, earlier, left, now = self._db.run_sync(work)
+        decided, reservations, earlier, left, now, start = self._db.run_sync(work)
         made = [
             domain.Decision(
                 request_id=v.request.request_id,
@@ -263,7 +268,7 @@ class SalesWorker:
             )
             for v in decided.verdicts
         ]
-        return _Batch(state, sale, made, earlier, left, end)
+        return _Batch(state, sale, made, earlier, left, start, max(end, start))
 
     def _refill(self, sale_id: str, partition: int, wanted: int) -> None:
         """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
@@ -288,15 +293,23 @@ class SalesWorker:
             )
             short -= moved
 
-    def _publish(self, sale: domain.Sale, made: Sequence[domain.Decision], left: int) -> None:
-        occurred = timeutil.to_timestamp(timeutil.now_ms())  # one timestamp for the batch's events
+    def _publish(
+        self,
+        sale: domain.Sale,
+        topic: str,
+        partition: int,
+        start: int,
+        end: int,
+        made: Sequence[domain.Decision],
+        left: int,
+    ) -> None:
+        """purchases.decided events for the decisions of offsets [start, end) of a partition (one per
+        _EVENT_DECISIONS decisions, so an event stays well below Kafka's message size limit)."""
+        occurred = timeutil.to_timestamp(self._clock())
         items = []
-        for decision in made:
-            env = messages.purchase_decided(
-                domain.PurchaseResult(decision, sale, left, first_time=True),
-                messages.decision_event_id(decision.request_id),
-                occurred,
-            )
+        for part, first in enumerate(range(0, len(made), _EVENT_DECISIONS)):
+            event_id = messages.batch_event_id(topic, partition, start, end, part)
+            env = messages.purchases_decided(sale, made[first : first + _EVENT_DECISIONS], left, event_id, occurred)
             items.append((topics.SALES, env.key, env.SerializeToString()))
         self._producer.produce_all(items)
 
@@ -309,7 +322,7 @@ class SalesWorker:
             domain.Decision(rid, sale.sale_id, user, qty, domain.Outcome(outcome), res, self._clock())
             for rid, user, qty, outcome, res in rows
         ]
-        self._publish(sale, made, left)
+        self._publish(sale, topic, partition, start, end, made, left)
         self._db.run_sync(lambda tx: ledger_repository.mark_published(tx, topic, partition, end))
         log.info("re-published decisions", extra={"topic": topic, "partition": partition, "count": len(made)})
 

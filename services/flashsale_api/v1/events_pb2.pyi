@@ -249,57 +249,67 @@ class SaleCreated(_message.Message):
 Global___SaleCreated: _TypeAlias = SaleCreated  # noqa: Y015
 
 @_typing.final
-class PurchaseDecided(_message.Message):
+class PurchasesDecided(_message.Message):
+    """PurchasesDecided reports decisions of one sale made together (a batch of one partition, in log order) as
+    columns: entry i of every repeated field is one decision. The event type is "purchases.decided".
+    Consumers deduplicate per request id: a writer that takes a partition over re-publishes the decisions whose
+    publication it cannot confirm, possibly grouped differently.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUEST_ID_FIELD_NUMBER: _builtins.int
     SALE_ID_FIELD_NUMBER: _builtins.int
-    USER_ID_FIELD_NUMBER: _builtins.int
-    QUANTITY_FIELD_NUMBER: _builtins.int
-    ACCEPTED_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    RESERVATION_ID_FIELD_NUMBER: _builtins.int
-    PRICE_CENTS_FIELD_NUMBER: _builtins.int
     PRODUCT_ID_FIELD_NUMBER: _builtins.int
-    REMAINING_FIELD_NUMBER: _builtins.int
+    PRICE_CENTS_FIELD_NUMBER: _builtins.int
     STOCK_FIELD_NUMBER: _builtins.int
-    request_id: _builtins.str
+    REMAINING_FIELD_NUMBER: _builtins.int
+    REQUEST_IDS_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    QUANTITIES_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    RESERVATION_IDS_FIELD_NUMBER: _builtins.int
     sale_id: _builtins.str
-    user_id: _builtins.str
-    quantity: _builtins.int
-    accepted: _builtins.bool
-    reason: _builtins.str
-    """empty when accepted; e.g. "sold_out", "limit_exceeded" """
-    reservation_id: _builtins.str
-    """set when accepted"""
+    product_id: _builtins.str
     price_cents: _builtins.int
     """unit price of the sale"""
-    product_id: _builtins.str
-    remaining: _builtins.int
-    """stock remaining after this decision"""
     stock: _builtins.int
+    remaining: _builtins.int
+    """stock remaining after these decisions"""
+    @_builtins.property
+    def request_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def quantities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty when accepted; e.g. "sold_out", "limit_exceeded" """
+
+    @_builtins.property
+    def reservation_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """set when accepted, else empty"""
+
     def __init__(
         self,
         *,
-        request_id: _builtins.str = ...,
         sale_id: _builtins.str = ...,
-        user_id: _builtins.str = ...,
-        quantity: _builtins.int = ...,
-        accepted: _builtins.bool = ...,
-        reason: _builtins.str = ...,
-        reservation_id: _builtins.str = ...,
-        price_cents: _builtins.int = ...,
         product_id: _builtins.str = ...,
-        remaining: _builtins.int = ...,
+        price_cents: _builtins.int = ...,
         stock: _builtins.int = ...,
+        remaining: _builtins.int = ...,
+        request_ids: _abc.Iterable[_builtins.str] | None = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        quantities: _abc.Iterable[_builtins.int] | None = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        reservation_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "price_cents", b"price_cents", "product_id", b"product_id", "quantity", b"quantity", "reason", b"reason", "remaining", b"remaining", "request_id", b"request_id", "reservation_id", b"reservation_id", "sale_id", b"sale_id", "stock", b"stock", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["price_cents", b"price_cents", "product_id", b"product_id", "quantities", b"quantities", "reasons", b"reasons", "remaining", b"remaining", "request_ids", b"request_ids", "reservation_ids", b"reservation_ids", "sale_id", b"sale_id", "stock", b"stock", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___PurchaseDecided: _TypeAlias = PurchaseDecided  # noqa: Y015
+Global___PurchasesDecided: _TypeAlias = PurchasesDecided  # noqa: Y015
 
 @_typing.final
 class StockReleased(_message.Message):
