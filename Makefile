@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo up test bench loadtest lint typecheck proto proto-check unit integration clean
+.PHONY: install demo up test bench loadtest lint typecheck proto proto-check unit integration clean envtest-up envtest-down
 
 install:
 	@scripts/bootstrap.sh
@@ -39,6 +39,13 @@ proto: install
 proto-check: proto
 	@git diff --exit-code --stat -- services/flashsale_api || (echo "generated stubs drifted from proto/: run make proto and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- services/flashsale_api)" || (echo "untracked generated stubs: run make proto and commit" >&2; exit 1)
+
+envtest-up: install
+	scripts/envtest.sh build
+	scripts/envtest.sh up
+
+envtest-down:
+	scripts/envtest.sh down
 
 clean:
 	rm -rf var reports .pytest_cache .mypy_cache
