@@ -12,7 +12,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -48,6 +48,15 @@ class Tx(Protocol):
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """Run a query; return every row."""
         ...
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Params]) -> None:
+        """Insert rows in bulk (COPY on PostgreSQL); Conflict when a row breaks a unique constraint (the
+        transaction is then spoiled: let it roll back)."""
+        ...
+
+
+class Conflict(Exception):
+    """A bulk insert met a row with the same unique key."""
 
 
 class Database(abc.ABC):
@@ -114,6 +123,13 @@ class _SqliteTx:
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
 
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Params]) -> None:
+        marks = ", ".join("?" * len(columns))
+        try:
+            self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+
 
 class SqliteDatabase(Database):
     """One SQLite file per service; writers serialised by one connection and a lock (WAL, synchronous=FULL)."""
@@ -169,6 +185,14 @@ class _PostgresTx:
 
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return self._conn.execute(self._sql(sql), params).fetchall()
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Params]) -> None:
+        try:
+            with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(str(exc)) from exc
 
 
 class PostgresDatabase(Database):

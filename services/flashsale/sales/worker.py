@@ -189,11 +189,16 @@ class SalesWorker:
     def _decide_with_retry(self, topic: str, partition: int, batch: _Pending) -> None:
         backoff = 0.05
         decided: _Batch | None = None
+        bulk = True
         while not self._stop.is_set():
             try:
-                decided = self._decide(topic, partition, batch)
+                decided = self._decide(topic, partition, batch, bulk)
                 break
             except ledger_repository.StockMoved:
+                continue
+            except database.Conflict as exc:  # a request id taken meanwhile elsewhere: insert row by row instead
+                log.warning("bulk insert conflict; deciding again", extra={"topic": topic, "reason": str(exc)})
+                bulk = False
                 continue
             except ledger.Gap as gap:  # nothing stored: read the partition again from its stored offset
                 log.warning("re-reading a partition", extra={"topic": topic, "partition": partition, "gap": str(gap)})
@@ -222,7 +227,7 @@ class SalesWorker:
         decided.state.published = decided.end
         self._on_decided(decided.made + decided.earlier)
 
-    def _decide(self, topic: str, partition: int, batch: _Pending) -> _Batch | None:
+    def _decide(self, topic: str, partition: int, batch: _Pending, bulk: bool) -> _Batch | None:
         state = self._assigned.get((topic, partition))
         if state is None:
             return None
@@ -250,7 +255,17 @@ class SalesWorker:
             reservations = {v.request.request_id: uuid.uuid4().hex for v in decided.verdicts if v.outcome.accepted}
             now = self._clock()  # decided_at: when the batch is written, just before its commit
             ledger_repository.write_batch(
-                tx, terms, partition, topic, decided, reservations, now, max(end, start), state.published, dialect
+                tx,
+                terms,
+                partition,
+                topic,
+                decided,
+                reservations,
+                now,
+                max(end, start),
+                state.published,
+                dialect,
+                bulk,
             )
             earlier = [d for d in (repository.get_decision(tx, r.request_id) for r in decided.duplicates) if d]
             return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id), now, start
