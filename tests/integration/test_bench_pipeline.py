@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flashsale.bench import core, pipeline_decide, registry, sale_fixture, sales_ingress
+from flashsale.bench import batched_latency, core, pipeline_decide, registry, sale_fixture, sales_ingress
 from flashsale.platform import kafka_broker, postgres_server
 
 TINY = core.Workload(stock=50, users=100, purchases=200, concurrency=4, in_flight=20, redis_ceiling_requests=1)
@@ -74,6 +74,8 @@ async def test_unary_purchase_and_open_loop_decide_everything(env: core.BenchEnv
 
 
 async def test_batched_ingress_takes_every_request_and_sells_exactly_the_stock(env: core.BenchEnv) -> None:
-    result = await sales_ingress.run_batched(TINY, env, batch=30, streams=3)
+    result = await sales_ingress.run_batched(TINY, env, batch=30, streams=3, offered_per_s=200, open_loop_s=0.5)
     _sells_out(result, TINY.purchases)
     assert result.notes["streams"] == 3
+    assert result.p99_ms is not None and 0 < result.p99_ms < batched_latency.WAIT_S * 1000
+    assert result.notes["undecided_in_wait"] == 0

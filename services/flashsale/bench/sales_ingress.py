@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 
-from flashsale.bench import core, sale_fixture
+from flashsale.bench import batched_latency, core, sale_fixture
 from flashsale.platform import cache
 from flashsale_api.v1 import sales_pb2
 
@@ -289,11 +289,20 @@ async def stream_in(channel: grpc.aio.Channel, batches: Sequence[bytes], streams
 
 
 async def run_batched(
-    workload: core.Workload, env: core.BenchEnv, batch: int = BATCH, streams: int = STREAMS
+    workload: core.Workload,
+    env: core.BenchEnv,
+    batch: int = BATCH,
+    streams: int = STREAMS,
+    offered_per_s: float = OFFERED_PER_S,
+    open_loop_s: float = OPEN_LOOP_S,
 ) -> core.ModeResult:
     """(f) The batch ingress: PurchaseStream with `batch` requests per message over `streams` streams at once;
-    rate = purchases taken (appended to the request topic and acknowledged) per second."""
-    (sale,) = await sale_fixture.prepare(workload, env, "bench_batched")
+    rate = purchases taken (appended to the request topic and acknowledged) per second. Then requests offered at
+    offered_per_s through PurchaseBatch every batched_latency.TICK_S, whose request→decision p99 is p99_ms."""
+    offered = max(1, round(offered_per_s * open_loop_s))
+    sale, latency_sale = await sale_fixture.prepare(
+        workload, env, "bench_batched", requests=(workload.purchases, offered)
+    )
     size = max(1, min(batch, workload.purchases))
     batches = [
         sales_pb2.PurchaseBatchRequest(
@@ -310,13 +319,27 @@ async def run_batched(
             began = time.perf_counter()
             found = await sale_fixture.wait_decided(sale, workload.purchases, DECIDE_TIMEOUT_S)
             settle_s = time.perf_counter() - began
+            timed = await batched_latency.open_loop(channel, latency_sale, workload, 0, offered, offered_per_s)
+            latency_found = await sale_fixture.wait_decided(latency_sale, offered, DECIDE_TIMEOUT_S)
     finally:
-        await asyncio.to_thread(sale_fixture.delete_topic, sale)
+        for made in (sale, latency_sale):
+            await asyncio.to_thread(sale_fixture.delete_topic, made)
+    oversold = found.oversold(sale, workload)
+    oversold += latency_found.oversold(latency_sale, sale_fixture.sized(workload, offered))
     return core.ModeResult(
         rate_per_s=workload.purchases / elapsed,
-        p99_ms=None,
-        oversold=found.oversold(sale, workload),
+        p99_ms=core.percentile(timed.latencies_ms, 99),
+        oversold=oversold,
         attempts=workload.purchases,
         accepted=found.accepted,
-        notes={"batch": size, "streams": min(streams, len(batches)), "decided_after_taken_s": round(settle_s, 2)},
+        notes={
+            "batch": size,
+            "streams": min(streams, len(batches)),
+            "decided_after_taken_s": round(settle_s, 2),
+            "p99_is": f"request→decision event, PurchaseBatch every {batched_latency.TICK_S * 1000:g} ms, "
+            f"open loop {offered_per_s:g}/s for {open_loop_s:g}s",
+            "decision_p50_ms": _round(core.percentile(timed.latencies_ms, 50)),
+            "undecided_in_wait": timed.undecided,
+            "sender_late_ms": round(timed.late_ms, 1),
+        },
     )

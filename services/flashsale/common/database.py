@@ -211,7 +211,9 @@ class PostgresDatabase(Database):
             dsn,
             min_size=1,
             max_size=pool_size,
-            kwargs={"options": f"-c search_path={schema}"},
+            # custom plans: a plan cached while a table was nearly empty (a sale's first seconds) would keep
+            # scanning it whole once it has grown; planning per execution costs far less than that
+            kwargs={"options": f"-c search_path={schema} -c plan_cache_mode=force_custom_plan"},
             check=psycopg_pool.ConnectionPool.check_connection,
             open=True,
         )

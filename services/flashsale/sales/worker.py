@@ -1,8 +1,10 @@
 """The sales worker: the single writer of each request-topic partition it is assigned.
 
-It decides a partition's requests in log order, in batches, one database transaction per batch that
-also stores the next offset; on assignment it seeks to the stored offset, so a crash replays to the
-same decisions. Decisions are published after commit and re-published on takeover if that was cut short.
+It decides each partition's requests in log order, in batches; the batches of every partition ready at once
+are decided in one database transaction (one commit and fsync) that also stores each partition's next offset.
+On assignment it seeks to the stored offset, so a crash replays to the same decisions. Decisions are published
+after the commit without holding up the next round; a failed publication, or one cut short by a crash, is
+published again from the stored published offset.
 """
 
 from __future__ import annotations
@@ -13,13 +15,22 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 import confluent_kafka
 
 from flashsale.common import database, errors, kafka, timeutil, topics
-from flashsale.sales import domain, ledger, ledger_repository, messages, partitioning, records, repository
+from flashsale.sales import (
+    domain,
+    ledger,
+    ledger_repository,
+    messages,
+    partitioning,
+    records,
+    repository,
+    round_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +46,29 @@ _EVENT_DECISIONS = 2000
 
 @dataclasses.dataclass
 class _Assigned:
+    """A partition held by this worker: its sale, and the offsets decided and published (acknowledged)."""
+
     sale: domain.Sale
     published: int
+    decided: int
+    republish: bool = False  # a publication failed: publish [published, decided) again before advancing
+
+
+class _NeedsRefill(Exception):
+    """A batch wants more than its partition and the pool hold while other partitions have stock."""
+
+    def __init__(self, key: tuple[str, int]) -> None:
+        super().__init__(f"{key[0]}[{key[1]}] needs stock from other partitions")
+        self.key = key
+
+
+class _GapIn(Exception):
+    """A partition's records do not continue its stored offset (see ledger.Gap)."""
+
+    def __init__(self, key: tuple[str, int], gap: ledger.Gap) -> None:
+        super().__init__(f"{key[0]}[{key[1]}]: {gap}")
+        self.key = key
+        self.expected = gap.expected
 
 
 @dataclasses.dataclass
@@ -53,6 +85,8 @@ class _Batch:
     """A committed batch, to publish."""
 
     state: _Assigned
+    topic: str
+    partition: int
     sale: domain.Sale
     made: list[domain.Decision]
     earlier: list[domain.Decision]
@@ -73,7 +107,7 @@ class SalesWorker:
         batch_max: int = 5000,
         group: str = GROUP,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-        linger_s: float = 0.008,
+        linger_s: float = 0.003,
     ) -> None:
         self._db = db
         self._producer = producer
@@ -127,9 +161,9 @@ class SalesWorker:
             if sale is None:
                 log.warning("request topic of an unknown sale", extra={"topic": tp.topic})
                 continue
-            self._assigned[(tp.topic, tp.partition)] = _Assigned(sale, published)
+            state = self._assigned[(tp.topic, tp.partition)] = _Assigned(sale, published, decided)
             if published < decided:
-                self._until_done(functools.partial(self._republish, sale, tp.topic, tp.partition, published, decided))
+                self._until_done(functools.partial(self._republish, state, tp.topic, tp.partition))
         consumer.assign(parts)
         if parts:
             self.assigned.set()
@@ -156,8 +190,9 @@ class SalesWorker:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self._republish_failed()
                 wait = 0.05 if not self._pending else max(0.0, self._next_due() - time.monotonic())
-                msgs = self._consumer.consume(num_messages=self._batch_max, timeout=min(wait, 0.05))
+                msgs = self._fetch(min(wait, 0.05))
                 now = time.monotonic()
                 for msg in msgs:
                     if msg.error() is not None:
@@ -169,121 +204,175 @@ class SalesWorker:
                     held.offsets.append(msg.offset() or 0)
                     held.requests.extend(_requests(msg))
                 drained = len(msgs) < self._batch_max  # nothing more is buffered locally right now
-                for key, held in list(self._pending.items()):
-                    if (
-                        len(held.requests) >= self._batch_max
-                        or (drained and now >= held.due)
-                        or now >= held.due + _MAX_HOLD_S
-                    ):
-                        del self._pending[key]
-                        self._decide_with_retry(key[0], key[1], held)
+                ready = {
+                    key: held
+                    for key, held in self._pending.items()
+                    if len(held.requests) >= self._batch_max
+                    or (drained and now >= held.due)
+                    or now >= held.due + _MAX_HOLD_S
+                }
+                for key in ready:
+                    del self._pending[key]
+                if ready:
+                    self._decide_round(ready)
         except Exception:
             log.exception("sales worker crashed")
             raise
         finally:
             self._consumer.close()
 
+    def _fetch(self, timeout: float) -> list[confluent_kafka.Message]:
+        """Up to batch_max records: waits at most `timeout` for the first one, then takes what is buffered
+        (consume() alone would wait the whole timeout for a full batch)."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(num_messages=self._batch_max - 1, timeout=0)]
+
     def _next_due(self) -> float:
         return min(held.due for held in self._pending.values())
 
-    def _decide_with_retry(self, topic: str, partition: int, batch: _Pending) -> None:
+    def _decide_round(self, ready: dict[tuple[str, int], _Pending]) -> None:
+        """Decide the ready batches of every partition in one transaction, then publish them."""
         backoff = 0.05
-        decided: _Batch | None = None
         bulk = True
-        while not self._stop.is_set():
+        refilled: set[tuple[str, int]] = set()
+        self._refill_short(ready, refilled)
+        while ready and not self._stop.is_set():
             try:
-                decided = self._decide(topic, partition, batch, bulk)
+                batches = self._db.run_sync(functools.partial(self._decide_all, ready, bulk, refilled))
                 break
-            except ledger_repository.StockMoved:
+            except _NeedsRefill as need:  # stock moved meanwhile: refill that partition, decide the round again
+                state = self._assigned.get(need.key)
+                try:
+                    if state is not None:
+                        wanted = ledger.demand(_terms(state.sale), ready[need.key].requests)
+                        self._refill(state.sale.sale_id, need.key[1], wanted)
+                    refilled.add(need.key)
+                    continue
+                except errors.TemporaryError as exc:
+                    log.warning("refill failed; retrying", extra={"reason": str(exc)})
+            except round_store.StockMoved:
                 continue
             except database.Conflict as exc:  # a request id taken meanwhile elsewhere: insert row by row instead
-                log.warning("bulk insert conflict; deciding again", extra={"topic": topic, "reason": str(exc)})
+                log.warning("bulk insert conflict; deciding again", extra={"reason": str(exc)})
                 bulk = False
                 continue
-            except ledger.Gap as gap:  # nothing stored: read the partition again from its stored offset
+            except _GapIn as gap:  # read that partition again from its stored offset; decide the others
+                topic, partition = gap.key
                 log.warning("re-reading a partition", extra={"topic": topic, "partition": partition, "gap": str(gap)})
-                self._pending.pop((topic, partition), None)
+                del ready[gap.key]
+                self._pending.pop(gap.key, None)
                 self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, gap.expected))
-                return
+                continue
             except errors.TemporaryError as exc:
-                log.warning("batch failed; retrying", extra={"reason": str(exc), "topic": topic})
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 2.0)
-        if decided is None:
-            return  # stopping undecided: nothing was stored, the next owner starts from the stored offset
-        # The batch is committed: from here on only publishing is retried (deciding it again would find nothing new
-        # and its decisions would never be published).
-        backoff = 0.05
-        while not self._stop.is_set():
-            try:
-                self._publish(decided.sale, topic, partition, decided.start, decided.end, decided.made, decided.left)
-                break
-            except (errors.TemporaryError, confluent_kafka.KafkaException) as exc:
-                log.warning("publishing decisions failed; retrying", extra={"reason": str(exc), "topic": topic})
+                log.warning("round failed; retrying", extra={"reason": str(exc)})
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 2.0)
         else:
-            return  # stopping unpublished: published_offset lags, the next owner re-publishes from there
-        decided.state.published = decided.end
-        self._on_decided(decided.made + decided.earlier)
+            return  # stopping undecided (nothing was stored: the next owner starts from the stored offsets)
+        self._publish_round(batches)
 
-    def _decide(self, topic: str, partition: int, batch: _Pending, bulk: bool) -> _Batch | None:
-        state = self._assigned.get((topic, partition))
-        if state is None:
-            return None
-        sale = state.sale
-        terms = ledger.Terms(sale.sale_id, sale.starts_at, sale.ends_at, sale.per_user_limit)
-        requests = batch.requests
-        wanted = ledger.demand(terms, requests)
-        self._refill(sale.sale_id, partition, wanted)
-        end = batch.offsets[-1] + 1
+    def _decide_all(
+        self, ready: dict[tuple[str, int], _Pending], bulk: bool, refilled: set[tuple[str, int]], tx: database.Tx
+    ) -> list[_Batch]:
+        """Decide every ready batch in this transaction, sale by sale in topic order (the lock order)."""
+        by_topic: dict[str, dict[int, _Pending]] = {}
+        for (topic, partition), batch in ready.items():
+            if (topic, partition) in self._assigned:  # else revoked meanwhile: its next owner decides it
+                by_topic.setdefault(topic, {})[partition] = batch
+        decided: list[_Batch] = []
+        for topic in sorted(by_topic):
+            decided.extend(self._decide_sale(tx, topic, by_topic[topic], bulk, refilled))
+        return decided
+
+    def _decide_sale(
+        self,
+        tx: database.Tx,
+        topic: str,
+        parts: dict[int, _Pending],
+        bulk: bool,
+        refilled: set[tuple[str, int]],
+    ) -> list[_Batch]:
+        """Decide the ready partitions of one sale with a fixed number of statements."""
+        states = {p: self._assigned[(topic, p)] for p in parts}
+        sale = next(iter(states.values())).sale
+        terms = _terms(sale)
         dialect = self._db.dialect
+        locked = round_store.lock(tx, dialect, sale.sale_id, topic, list(parts))
+        fresh: dict[int, list[ledger.Request]] = {}
+        for partition, batch in parts.items():
+            try:
+                fresh[partition] = ledger.undecided(batch.offsets, batch.requests, locked.next_offset[partition])
+            except ledger.Gap as gap:
+                raise _GapIn((topic, partition), gap) from None
+        everyone = [r for reqs in fresh.values() for r in reqs]
+        held = round_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
+        before = round_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
+        pool = locked.pool
+        total: int | None = None  # stock left in the whole sale, read only when a partition runs short
+        taken_so_far = 0
+        writes: list[round_store.PartitionWrite] = []
+        for partition in sorted(parts):
+            remaining = locked.remaining[partition]
+            if (topic, partition) not in refilled and ledger.demand(terms, fresh[partition]) > remaining + pool:
+                if total is None:
+                    total = ledger_repository.total_remaining(tx, sale.sale_id)
+                if total - taken_so_far > remaining + pool:  # other partitions still hold stock
+                    raise _NeedsRefill((topic, partition))
+            decision = ledger.decide_batch(terms, fresh[partition], remaining, pool, held, before)
+            pool -= decision.drawn
+            taken_so_far += decision.taken
+            end = max(parts[partition].offsets[-1] + 1, locked.next_offset[partition])
+            writes.append(round_store.PartitionWrite(partition, decision, end, states[partition].published))
+        reservations = {
+            v.request.request_id: uuid.uuid4().hex for w in writes for v in w.batch.verdicts if v.outcome.accepted
+        }
+        now = self._clock()  # decided_at: when the round is written, just before its commit
+        round_store.write(tx, dialect, sale.sale_id, topic, writes, reservations, now, bulk)
+        duplicates = [r for w in writes for r in w.batch.duplicates]
+        earlier = {d.request_id: d for d in (repository.get_decision(tx, r.request_id) for r in duplicates) if d}
+        left = ledger_repository.total_remaining(tx, sale.sale_id)
+        out = []
+        for w in writes:
+            made = [
+                domain.Decision(
+                    request_id=v.request.request_id,
+                    sale_id=sale.sale_id,
+                    user_id=v.request.user_id,
+                    quantity=v.request.quantity,
+                    outcome=v.outcome,
+                    reservation_id=reservations.get(v.request.request_id, ""),
+                    decided_at=now,
+                )
+                for v in w.batch.verdicts
+            ]
+            again = [earlier[r.request_id] for r in w.batch.duplicates if r.request_id in earlier]
+            start = locked.next_offset[w.partition]
+            out.append(_Batch(states[w.partition], topic, w.partition, sale, made, again, left, start, w.next_offset))
+        return out
 
-        def work(
-            tx: database.Tx,
-        ) -> tuple[ledger.BatchDecision, dict[str, str], list[domain.Decision], int, int, int]:
-            # the partition row lock first: the stored offset read under it cannot be moved by another writer
-            remaining = ledger_repository.lock_partition(tx, dialect, sale.sale_id, partition)
-            start, _ = ledger_repository.offsets(tx, topic, partition)
-            fresh = ledger.undecided(batch.offsets, requests, start)
-            pool = ledger_repository.pool_remaining(tx, sale.sale_id)
-            users = sorted({r.user_id for r in fresh})
-            ids = [r.request_id for r in fresh]
-            held = ledger_repository.held(tx, sale.sale_id, users, dialect)
-            before = ledger_repository.decided_ids(tx, ids, dialect)
-            decided = ledger.decide_batch(terms, fresh, remaining, pool, held, before)
-            reservations = {v.request.request_id: uuid.uuid4().hex for v in decided.verdicts if v.outcome.accepted}
-            now = self._clock()  # decided_at: when the batch is written, just before its commit
-            ledger_repository.write_batch(
-                tx,
-                terms,
-                partition,
-                topic,
-                decided,
-                reservations,
-                now,
-                max(end, start),
-                state.published,
-                dialect,
-                bulk,
-            )
-            earlier = [d for d in (repository.get_decision(tx, r.request_id) for r in decided.duplicates) if d]
-            return decided, reservations, earlier, ledger_repository.total_remaining(tx, sale.sale_id), now, start
-
-        decided, reservations, earlier, left, now, start = self._db.run_sync(work)
-        made = [
-            domain.Decision(
-                request_id=v.request.request_id,
-                sale_id=sale.sale_id,
-                user_id=v.request.user_id,
-                quantity=v.request.quantity,
-                outcome=v.outcome,
-                reservation_id=reservations.get(v.request.request_id, ""),
-                decided_at=now,
-            )
-            for v in decided.verdicts
-        ]
-        return _Batch(state, sale, made, earlier, left, start, max(end, start))
+    def _refill_short(self, ready: dict[tuple[str, int], _Pending], refilled: set[tuple[str, int]]) -> None:
+        """Before a round, refill the partitions whose batch may want more than the partition and the pool hold
+        (one read per sale when none does)."""
+        by_sale: dict[str, list[tuple[str, int]]] = {}
+        for key in ready:
+            state = self._assigned.get(key)
+            if state is not None:
+                by_sale.setdefault(state.sale.sale_id, []).append(key)
+        try:
+            for sale_id, keys in by_sale.items():
+                found = self._db.run_sync(functools.partial(ledger_repository.prepared, sale_id=sale_id))
+                if found is None:
+                    continue
+                left = {p.partition: p.remaining for p in found.partitions}
+                for key in keys:
+                    wanted = ledger.demand(_terms(self._assigned[key].sale), ready[key].requests)
+                    if wanted > left.get(key[1], 0) + found.pool_remaining:
+                        self._refill(sale_id, key[1], wanted)
+                        refilled.add(key)
+        except errors.TemporaryError as exc:  # the round's own check asks again once the database answers
+            log.warning("refill before a round failed", extra={"reason": str(exc)})
 
     def _refill(self, sale_id: str, partition: int, wanted: int) -> None:
         """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
@@ -308,27 +397,68 @@ class SalesWorker:
             )
             short -= moved
 
-    def _publish(
-        self,
-        sale: domain.Sale,
-        topic: str,
-        partition: int,
-        start: int,
-        end: int,
-        made: Sequence[domain.Decision],
-        left: int,
-    ) -> None:
-        """purchases.decided events for the decisions of offsets [start, end) of a partition (one per
-        _EVENT_DECISIONS decisions, so an event stays well below Kafka's message size limit)."""
+    def _events(self, batch: _Batch) -> list[tuple[str, str, bytes]]:
+        """purchases.decided events of a batch (one per _EVENT_DECISIONS decisions, so an event stays well below
+        Kafka's message size limit)."""
         occurred = timeutil.to_timestamp(self._clock())
         items = []
+        made = batch.made
         for part, first in enumerate(range(0, len(made), _EVENT_DECISIONS)):
-            event_id = messages.batch_event_id(topic, partition, start, end, part)
-            env = messages.purchases_decided(sale, made[first : first + _EVENT_DECISIONS], left, event_id, occurred)
+            event_id = messages.batch_event_id(batch.topic, batch.partition, batch.start, batch.end, part)
+            env = messages.purchases_decided(
+                batch.sale, made[first : first + _EVENT_DECISIONS], batch.left, event_id, occurred
+            )
             items.append((topics.SALES, env.key, env.SerializeToString()))
-        self._producer.produce_all(items)
+        return items
 
-    def _republish(self, sale: domain.Sale, topic: str, partition: int, start: int, end: int) -> None:
+    def _publish_round(self, batches: list[_Batch]) -> None:
+        """Send a committed round's events without waiting; once Kafka acknowledged them all, the partitions'
+        published offsets advance and the decisions are handed over (a failure marks them for re-publishing)."""
+        for batch in batches:
+            batch.state.decided = max(batch.state.decided, batch.end)
+        items = [item for batch in batches for item in self._events(batch)]
+        if not items:
+            self._acknowledged(batches)
+            return
+        left = [len(items)]
+        failed: list[confluent_kafka.KafkaError] = []
+        lock = threading.Lock()
+
+        def on_done(err: confluent_kafka.KafkaError | None) -> None:  # in the producer's thread
+            with lock:
+                if err is not None:
+                    failed.append(err)
+                left[0] -= 1
+                if left[0]:
+                    return
+            if failed:
+                log.warning("publishing decisions failed; publishing again", extra={"reason": str(failed[0])})
+                for batch in batches:
+                    batch.state.republish = True
+            else:
+                self._acknowledged(batches)
+
+        for topic, key, value in items:
+            self._producer.produce(topic, key, value, on_done)
+
+    def _acknowledged(self, batches: list[_Batch]) -> None:
+        for batch in batches:
+            if not batch.state.republish:  # published only advances over what was acknowledged, in order
+                batch.state.published = max(batch.state.published, batch.end)
+        self._on_decided([d for batch in batches for d in (*batch.made, *batch.earlier)])
+
+    def _republish_failed(self) -> None:
+        for (topic, partition), state in list(self._assigned.items()):
+            if state.republish:
+                try:
+                    self._republish(state, topic, partition)
+                except (errors.TemporaryError, confluent_kafka.KafkaException) as exc:
+                    log.warning("re-publishing failed; retrying", extra={"reason": str(exc), "topic": topic})
+                    self._stop.wait(0.5)
+
+    def _republish(self, state: _Assigned, topic: str, partition: int) -> None:
+        """Publish the decisions of [published, decided) again and wait for Kafka; record the published offset."""
+        sale, start, end = state.sale, state.published, state.decided
         rows = self._db.run_sync(
             lambda tx: ledger_repository.decisions_between(tx, sale.sale_id, partition, start, end)
         )
@@ -337,9 +467,17 @@ class SalesWorker:
             domain.Decision(rid, sale.sale_id, user, qty, domain.Outcome(outcome), res, self._clock())
             for rid, user, qty, outcome, res in rows
         ]
-        self._publish(sale, topic, partition, start, end, made, left)
+        batch = _Batch(state, topic, partition, sale, made, [], left, start, end)
+        self._producer.produce_all(self._events(batch))
         self._db.run_sync(lambda tx: ledger_repository.mark_published(tx, topic, partition, end))
+        state.republish = False
+        state.published = max(state.published, end)
+        self._on_decided(made)
         log.info("re-published decisions", extra={"topic": topic, "partition": partition, "count": len(made)})
+
+
+def _terms(sale: domain.Sale) -> ledger.Terms:
+    return ledger.Terms(sale.sale_id, sale.starts_at, sale.ends_at, sale.per_user_limit)
 
 
 def _requests(msg: confluent_kafka.Message) -> list[ledger.Request]:
