@@ -80,6 +80,10 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         return handler
 
 
+class BackgroundTaskFailed(RuntimeError):
+    """A background task of the server ended with an error; the process should end (and be restarted)."""
+
+
 class GrpcService:
     """One process's gRPC server plus the background tasks and shutdown hooks around it."""
 
@@ -157,7 +161,8 @@ class GrpcService:
         await self.stop_all()
 
     async def run_until_signalled(self) -> None:
-        """Serve until SIGTERM or SIGINT (or a background task fails), then shut down gracefully."""
+        """Serve until SIGTERM or SIGINT, then shut down gracefully; when a background task fails, shut down and
+        exit with an error (so a supervisor restarts the process)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -165,11 +170,13 @@ class GrpcService:
         await self.start_all()
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not waiter and not task.cancelled() and task.exception() is not None:
-                log.error("background task failed", exc_info=task.exception())
+        failed = [t for t in done if t is not waiter and not t.cancelled() and t.exception() is not None]
+        for task in failed:
+            log.error("background task failed", exc_info=task.exception())
         waiter.cancel()
         await self.stop_all()
+        if failed:
+            raise BackgroundTaskFailed(f"{self.name}: a background task failed: {failed[0].exception()}")
 
 
 async def _set_status(servicer: Any, name: str, status: Any) -> None:

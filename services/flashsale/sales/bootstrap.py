@@ -40,7 +40,9 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
 
         async def run_worker() -> None:
             decider.start()
-            await asyncio.Event().wait()
+            await asyncio.to_thread(decider.wait)
+            if not decider.stopping:  # the thread crashed: end the process, so it is restarted
+                raise RuntimeError("the sales worker stopped")
 
         async def stop_worker() -> None:
             await asyncio.to_thread(decider.stop)

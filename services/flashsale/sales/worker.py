@@ -138,6 +138,15 @@ class SalesWorker:
         self._consumer.subscribe([partitioning.TOPIC_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread.start()
 
+    def wait(self) -> None:
+        """Block until the worker's thread ended (after stop(), or when it crashed)."""
+        self._thread.join()
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was called."""
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Finish the batch in hand and leave the group."""
         self._stop.set()
