@@ -105,9 +105,9 @@ class BenchEnv:
         return self.postgres().create_database(f"{prefix}_{uuid.uuid4().hex[:8]}")
 
     def kafka(self) -> kafka_broker.KafkaBroker:
-        """A running single-node Kafka broker, started on first use."""
+        """A running single-node Kafka broker with its JVM at full speed (every JIT tier), started on first use."""
         if self._kafka is None:
-            broker = kafka_broker.KafkaBroker(self.work_dir / "kafka")
+            broker = kafka_broker.KafkaBroker(self.work_dir / "kafka", quick_start=False)
             broker.start()
             self._stack.callback(broker.stop)
             self._kafka = broker

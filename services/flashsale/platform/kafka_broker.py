@@ -30,15 +30,9 @@ KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 SLF4J_VERSION = "2.0.17"
 
-_JVM_FLAGS = (
-    "-Xms64m",
-    "-Xmx512m",
-    "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
-    "-XX:CICompilerCount=1",
-    "-XX:-UsePerfData",
-    "-Djava.awt.headless=true",
-)
+_JVM_FLAGS = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:-UsePerfData", "-Djava.awt.headless=true")
+# Quick start for tests and the demo: the first JIT tier only (less CPU while starting, slower once running).
+_QUICK_START_FLAGS = ("-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1")
 
 _POM_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0"
@@ -164,9 +158,19 @@ def _new_cluster_id() -> str:
 class KafkaBroker:
     """One Kafka 4.x KRaft node (broker+controller) on 127.0.0.1, run as a child process."""
 
-    def __init__(self, data_dir: pathlib.Path, port: int | None = None, controller_port: int | None = None):
-        """Configure a broker storing its logs and config under ``data_dir``; ports default to free ones."""
+    def __init__(
+        self,
+        data_dir: pathlib.Path,
+        port: int | None = None,
+        controller_port: int | None = None,
+        quick_start: bool = True,
+    ):
+        """Configure a broker storing its logs and config under ``data_dir``; ports default to free ones.
+
+        ``quick_start`` runs the JVM with its first JIT tier only (fast to start, for tests and the demo); a
+        benchmark turns it off for the broker's full speed once warm."""
         self.data_dir = pathlib.Path(data_dir).resolve()
+        self._jvm_flags = (*_JVM_FLAGS, *(_QUICK_START_FLAGS if quick_start else ()))
         self.port = port if port is not None else free_port()
         self.controller_port = controller_port if controller_port is not None else free_port()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -228,7 +232,7 @@ class KafkaBroker:
             raise KafkaBrokerError("a Java 17+ runtime ('java') is required to run Kafka")
         return [
             java,
-            *_JVM_FLAGS,
+            *self._jvm_flags,
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.data_dir}",
             "-cp",
