@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from typing import NamedTuple
 
 from flashsale.common import errors, validation
 
@@ -83,9 +84,8 @@ class PurchaseRequest:
     request_id: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    """The recorded decision of one purchase request."""
+class Decision(NamedTuple):
+    """The recorded decision of one purchase request (a named tuple: a sale's round makes thousands at once)."""
 
     request_id: str
     sale_id: str

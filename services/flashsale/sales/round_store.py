@@ -203,7 +203,7 @@ def write(
         )
         for w in writes
         for v in w.batch.verdicts
-        if v.outcome.accepted
+        if v.outcome is domain.Outcome.ACCEPTED
     ]
     if dialect == "postgres" and bulk:
         tx.copy_rows("decisions", _DECISION_FIELDS, decisions)
