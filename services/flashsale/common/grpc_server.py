@@ -80,6 +80,14 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         return handler
 
 
+# gRPC core cancels calls that wait for the application beyond 1,000 pending (its default), which a crowd
+# arriving in the same second exceeds while each call is cheap to serve: queue up to these bounds instead.
+_SERVER_OPTIONS = (
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+)
+
+
 class BackgroundTaskFailed(RuntimeError):
     """A background task of the server ended with an error; the process should end (and be restarted)."""
 
@@ -91,7 +99,7 @@ class GrpcService:
         self.name = name
         self.address = address
         self.service_names = list(service_names)
-        self.server = grpc.aio.server(interceptors=[DomainErrorInterceptor()])
+        self.server = grpc.aio.server(interceptors=[DomainErrorInterceptor()], options=_SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._shutdown: list[ShutdownHook] = []
