@@ -14,6 +14,7 @@ from test_sales_service import TopicReader, buy, running, sale_request
 from flashsale.common import database, decided, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
+from flashsale.sales import bootstrap as sales_bootstrap
 from flashsale.sales import partitioning
 from flashsale.verify import reader, rules
 from flashsale_api.v1 import events_pb2, sales_pb2, sales_pb2_grpc
@@ -150,6 +151,27 @@ async def test_purchase_waits_for_its_decision_and_can_be_watched(backend_settin
         assert seen[-1] == SOLD_OUT
         got = await p.sales.GetPurchase(sales_pb2.GetPurchaseRequest(request_id=late.request_id))
         assert got.outcome == SOLD_OUT
+
+
+async def test_a_process_without_the_partition_answers_a_waiting_purchase(backend_settings: Settings) -> None:
+    async with running(backend_settings) as p:
+        sale = await p.sales.CreateSale(sale_request(p.product_id, stock=5, per_user_limit=1))
+        await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=2))
+        warm = buy(sale.sale_id, "warm-up")
+        warm.wait_ms = 20_000
+        assert (await p.sales.Purchase(warm)).outcome == ACCEPTED  # the worker holds the partitions
+        front_only = sales_bootstrap.build(
+            p.settings.model_copy(update={"sales_addr": "127.0.0.1:0", "sales_worker": False})
+        )
+        async with front_only, grpc.aio.insecure_channel(f"127.0.0.1:{front_only.port}") as channel:
+            front = sales_pb2_grpc.SalesServiceStub(channel)
+            for user in ("ann", "bob", "cy"):  # every one is decided by the other process's worker
+                request = buy(sale.sale_id, user)
+                request.wait_ms = 20_000
+                answer = await front.Purchase(request)
+                assert answer.outcome == ACCEPTED and answer.reservation_id, answer
+                stored = await p.sales.GetPurchase(sales_pb2.GetPurchaseRequest(request_id=request.request_id))
+                assert stored.reservation_id == answer.reservation_id
 
 
 async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None:

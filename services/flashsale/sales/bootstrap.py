@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from flashsale.common import grpc_server, runtime, topics
 from flashsale.common.settings import ConfigError, Settings, load_settings
-from flashsale.sales import catalog, consumers, grpc_api, pipeline, repository, service, worker
+from flashsale.sales import catalog, consumers, decision_feed, grpc_api, pipeline, repository, service, worker
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 NAME = "sales"
@@ -60,6 +61,13 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
         loop.call_soon_threadsafe(rt.relay.notify)
 
     rt.consume([topics.ORDERS], consumers.order_events(sales, notify_from_thread), group=CONSUMER_GROUP)
+    # every process sees every decision from now on: a call may wait for a partition another process decides
+    rt.consume(
+        [topics.SALES],
+        decision_feed.handler(waiters),
+        group=f"{CONSUMER_GROUP}-waiters-{uuid.uuid4().hex}",
+        offset_reset="latest",
+    )
     return rt.server
 
 

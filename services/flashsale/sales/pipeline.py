@@ -21,6 +21,8 @@ from flashsale_api.v1 import sales_pb2
 log = logging.getLogger(__name__)
 
 _REMEMBERED = 200_000
+_FIRST_POLL_S = 1.0  # a waiting purchase reads the database after this long without its decision,
+_POLL_S = 0.5  # then this often
 
 
 class Waiters:
@@ -55,6 +57,10 @@ class Waiters:
             futs.remove(fut)
         if not futs:
             self._waiting.pop(request_id, None)
+
+    def anyone_waiting(self) -> bool:
+        """True while a call waits for a decision (safe to ask from any thread)."""
+        return bool(self._waiting)
 
     def resolve_from_thread(self, decided: list[domain.Decision]) -> None:
         """Hand decisions over from the worker thread."""
@@ -227,13 +233,34 @@ class Pipeline:
             raise
         if fut is None:
             return pending(request)
-        try:
-            decided = await asyncio.wait_for(asyncio.shield(fut), wait_ms / 1000)
-        except TimeoutError:
-            self.waiters.forget(request.request_id, fut)
+        decided = await self._wait_for_decision(request.request_id, fut, wait_ms / 1000)
+        if decided is None:
             return pending(request)
         domain.check_retry(decided, request)
         return decided
+
+    async def _wait_for_decision(
+        self, request_id: str, fut: asyncio.Future[domain.Decision], within_s: float
+    ) -> domain.Decision | None:
+        """The decision once handed over (by this process's worker or the decision feed), else, after a second,
+        read from the database every half second in case its event was missed (e.g. while this process's feed
+        joined its group); None when not decided within `within_s`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        step = min(_FIRST_POLL_S, within_s)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(fut), step)
+                found = await self._db.run(lambda tx: repository.get_decision(tx, request_id))
+                if found is not None:
+                    return found
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                step = min(_POLL_S, left)
+        finally:
+            self.waiters.forget(request_id, fut)
 
     async def watch(
         self, request_id: str, found: domain.Decision | None, within_s: float
