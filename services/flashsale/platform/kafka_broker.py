@@ -150,9 +150,13 @@ def ensure_kafka_jars(version: str = KAFKA_VERSION) -> pathlib.Path:
     return libs
 
 
-def _new_cluster_id() -> str:
-    """Return a random Kafka cluster id (URL-safe base64 of a UUID, 22 chars)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def new_cluster_id() -> str:
+    """Return a random Kafka cluster id (URL-safe base64 of a UUID, 22 chars) that does not start with "-": the
+    storage tool would read such an id as an option and fail (as Kafka's own Uuid.randomUuid avoids too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaBroker:
@@ -250,7 +254,7 @@ class KafkaBroker:
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            _new_cluster_id(),
+            new_cluster_id(),
             "--standalone",
             "--config",
             str(config),
