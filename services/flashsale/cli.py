@@ -13,9 +13,10 @@ from pathlib import Path
 from flashsale.bench import runner as bench_runner
 from flashsale.common import settings as settings_module
 from flashsale.loadtest import cli as loadtest_cli
+from flashsale.operator import cli as sale_cli
 from flashsale.verify import cli as verify_cli
 
-PROCESSES = ("user", "product", "sales", "order", "notification", "gateway")
+PROCESSES = ("user", "product", "sales", "order", "notification", "gateway", "operator")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashsale", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run_p = sub.add_parser("run", help="run one service in the foreground (configured by FLASHSALE_* variables)")
+    run_p = sub.add_parser(
+        "run", help="run one service or the FlashSale operator in the foreground (configured by FLASHSALE_* variables)"
+    )
     run_p.add_argument("service", choices=PROCESSES)
     run_p.set_defaults(func=_run)
 
@@ -78,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     up_p.add_argument("--data-dir", default="var/platform", help="folder for data and logs")
     up_p.add_argument("--port", type=int, default=8080, help="gateway port")
     up_p.set_defaults(func=_up)
+
+    sale_p = sub.add_parser("sale", help="drive a FlashSale manifest against the local platform (no Kubernetes)")
+    sale_cli.add_arguments(sale_p)
+    sale_p.set_defaults(func=sale_cli.run)
 
     verify_p = sub.add_parser("verify", help="check every invariant of one sale (exit 1 on a violation)")
     verify_cli.add_arguments(verify_p)
