@@ -174,6 +174,34 @@ async def test_a_process_without_the_partition_answers_a_waiting_purchase(backen
                 assert stored.reservation_id == answer.reservation_id
 
 
+async def test_stock_can_change_until_the_first_decision(backend_settings: Settings) -> None:
+    async with running(backend_settings) as p:
+        sale = await p.sales.CreateSale(sale_request(p.product_id, stock=10, per_user_limit=1))
+        await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4, reserve=2))
+        more = await p.sales.UpdateSale(sales_pb2.UpdateSaleRequest(sale_id=sale.sale_id, stock=26))
+        assert (more.stock, more.remaining) == (26, 26)
+        stats = await p.sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale.sale_id))
+        assert [q.stock for q in stats.partitions] == [6, 6, 6, 6] and stats.reserve_remaining == 2
+        assert (stats.stock, stats.remaining) == (26, 26)
+        for request, code, field in (
+            (sales_pb2.UpdateSaleRequest(sale_id=sale.sale_id, stock=0), grpc.StatusCode.INVALID_ARGUMENT, "stock"),
+            (sales_pb2.UpdateSaleRequest(sale_id=sale.sale_id, stock=1), grpc.StatusCode.FAILED_PRECONDITION, "stock"),
+            (sales_pb2.UpdateSaleRequest(sale_id="nope", stock=5), grpc.StatusCode.NOT_FOUND, "sale_id"),
+            (sales_pb2.UpdateSaleRequest(sale_id="", stock=5), grpc.StatusCode.INVALID_ARGUMENT, "sale_id"),
+        ):
+            await refused(p.sales.UpdateSale(request), code, field)
+        first = buy(sale.sale_id, "ann")
+        first.wait_ms = 20_000
+        assert (await p.sales.Purchase(first)).outcome == ACCEPTED
+        await refused(
+            p.sales.UpdateSale(sales_pb2.UpdateSaleRequest(sale_id=sale.sale_id, stock=30)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "stock",
+        )
+        after = await p.sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale.sale_id))
+        assert (after.stock, after.remaining) == (26, 25)
+
+
 async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None:
     async with running(backend_settings) as p:
         prepared = await p.sales.CreateSale(sale_request(p.product_id, stock=5, per_user_limit=1))

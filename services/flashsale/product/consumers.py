@@ -18,7 +18,7 @@ def _require(value: str, what: str, event_type: str) -> str:
     return value
 
 
-def _sale_created(env: events_pb2.EventEnvelope, now: int) -> Callable[[database.Tx], None]:
+def _sale_terms(env: events_pb2.EventEnvelope, now: int) -> Callable[[database.Tx], None]:
     msg = events_pb2.SaleCreated()
     events.unpack(env, msg)
     row = domain.Availability(
@@ -31,7 +31,14 @@ def _sale_created(env: events_pb2.EventEnvelope, now: int) -> Callable[[database
         ends_at=timeutil.from_timestamp(msg.ends_at),
         updated_at=now,
     )
-    return lambda tx: repository.upsert_sale(tx, row)
+    restocked = env.type == "sale.updated"  # its stock changed before the first decision: all of it remains
+
+    def apply(tx: database.Tx) -> None:
+        repository.upsert_sale(tx, row)
+        if restocked:
+            repository.set_remaining(tx, row)
+
+    return apply
 
 
 def _stock_changed(env: events_pb2.EventEnvelope, now: int) -> Callable[[database.Tx], None]:
@@ -64,12 +71,13 @@ def _stock_changed(env: events_pb2.EventEnvelope, now: int) -> Callable[[databas
 
 
 def handler(db: database.Database) -> Callable[[events_pb2.EventEnvelope], None]:
-    """The handler of topics.SALES: sale.created, purchases.decided and stock.released update availability."""
+    """The handler of topics.SALES: sale.created, sale.updated, purchases.decided and stock.released update
+    availability."""
 
     def handle(env: events_pb2.EventEnvelope) -> None:
         now = timeutil.now_ms()
-        if env.type == "sale.created":
-            effect = _sale_created(env, now)
+        if env.type in ("sale.created", "sale.updated"):
+            effect = _sale_terms(env, now)
         elif env.type in (decided.EVENT_TYPE, "stock.released"):
             effect = _stock_changed(env, now)
         else:

@@ -50,6 +50,12 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         )
         return messages.sale(await self._sales.create_sale(spec))
 
+    async def UpdateSale(self, request: sales_pb2.UpdateSaleRequest, context: Context) -> sales_pb2.Sale:
+        """Change a sale's stock before its first decision."""
+        sale_id = validation.identifier(request.sale_id, "sale_id")
+        stock = validation.integer(request.stock, "stock", low=1, high=domain.MAX_STOCK)
+        return messages.sale(await self._sales.update_stock(sale_id, stock))
+
     async def GetSale(self, request: sales_pb2.GetSaleRequest, context: Context) -> sales_pb2.Sale:
         """One sale."""
         sale_id = validation.identifier(request.sale_id, "sale_id")

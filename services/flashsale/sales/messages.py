@@ -12,6 +12,7 @@ from flashsale_api.v1 import events_pb2, sales_pb2
 
 SOURCE = "sales"
 SALE_CREATED = "sale.created"
+SALE_UPDATED = "sale.updated"
 STOCK_RELEASED = "stock.released"
 
 _OUTCOMES = {
@@ -77,9 +78,8 @@ def stats(value: domain.SaleStats) -> sales_pb2.SaleStats:
     )
 
 
-def sale_created(value: domain.Sale) -> events_pb2.EventEnvelope:
-    """The sale.created event of a new sale."""
-    payload = events_pb2.SaleCreated(
+def _sale_terms(value: domain.Sale) -> events_pb2.SaleCreated:
+    return events_pb2.SaleCreated(
         sale_id=value.sale_id,
         product_id=value.product_id,
         price_cents=value.price_cents,
@@ -88,7 +88,16 @@ def sale_created(value: domain.Sale) -> events_pb2.EventEnvelope:
         starts_at=timeutil.to_timestamp(value.starts_at),
         ends_at=timeutil.to_timestamp(value.ends_at),
     )
-    return events.envelope(SALE_CREATED, value.sale_id, payload, SOURCE)
+
+
+def sale_created(value: domain.Sale) -> events_pb2.EventEnvelope:
+    """The sale.created event of a new sale."""
+    return events.envelope(SALE_CREATED, value.sale_id, _sale_terms(value), SOURCE)
+
+
+def sale_updated(value: domain.Sale) -> events_pb2.EventEnvelope:
+    """The sale.updated event of a sale whose stock changed (the sale's terms, as sale.created carries them)."""
+    return events.envelope(SALE_UPDATED, value.sale_id, _sale_terms(value), SOURCE)
 
 
 def purchases_decided(

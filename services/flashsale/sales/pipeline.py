@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -14,8 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import confluent_kafka
 import confluent_kafka.admin as kafka_admin
 
-from flashsale.common import database, errors, kafka
-from flashsale.sales import domain, ledger_repository, partitioning, records, repository
+from flashsale.common import database, errors, kafka, outbox, topics
+from flashsale.sales import domain, ledger_repository, messages, partitioning, records, repository
 from flashsale_api.v1 import sales_pb2
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,31 @@ class Pipeline:
         self._sales.pop(sale_id, None)
         log.info("sale prepared", extra={"sale_id": sale_id, "partitions": partitions, "reserve": reserve})
         return result
+
+    async def restock(self, sale_id: str, stock: int) -> domain.Sale:
+        """Set a sale's stock before its first decision, splitting it again when it is prepared; emits
+        sale.updated in the same transaction."""
+
+        def work(tx: database.Tx) -> domain.Sale:
+            sale = repository.get_sale(tx, sale_id)
+            if sale is None:
+                raise errors.NotFound("no such sale", "sale_id")
+            if ledger_repository.any_decided(tx, sale_id) or repository.get_decision_count(tx, sale_id):
+                raise errors.FailedPrecondition("requests were decided already; the stock cannot change", "stock")
+            found = ledger_repository.prepared(tx, sale_id)
+            if found is not None:
+                if found.reserve > stock:
+                    raise errors.FailedPrecondition(f"must be at least the reserve ({found.reserve})", "stock")
+                shares = partitioning.split(stock, len(found.partitions), found.reserve)
+                ledger_repository.store_preparation(tx, sale_id, shares, found.reserve)
+            repository.set_stock(tx, sale_id, stock)
+            changed = dataclasses.replace(sale, stock=stock, remaining=stock)
+            outbox.add(tx, topics.SALES, messages.sale_updated(changed))
+            return changed
+
+        changed = await self._db.run(work)
+        self._sales.pop(sale_id, None)
+        return changed
 
     def _ensure_topic(self, topic: str, partitions: int) -> None:
         client = kafka_admin.AdminClient({"bootstrap.servers": self._bootstrap})

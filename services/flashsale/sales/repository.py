@@ -122,6 +122,11 @@ def _decision(row: database.Row) -> domain.Decision:
     )
 
 
+def set_stock(tx: database.Tx, sale_id: str, stock: int) -> None:
+    """Set a sale's stock and remaining (before any decision)."""
+    tx.execute("UPDATE sales SET stock = ?, remaining = ? WHERE sale_id = ?", (stock, stock, sale_id))
+
+
 def insert_sale(tx: database.Tx, sale: domain.Sale) -> None:
     """Store a new sale."""
     tx.execute(

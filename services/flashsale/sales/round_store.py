@@ -54,6 +54,7 @@ class Locked:
     remaining: dict[int, int]
     next_offset: dict[int, int]
     pool: int
+    stock: int  # the sale's stock now (it may change until the first decision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +113,10 @@ def lock(tx: database.Tx, dialect: str, sale_id: str, topic: str, partitions: Se
         raise LookupError(f"sale {sale_id} has no partitions {sorted(missing)}")
     stored = {int(p): int(o) for p, o in offsets}
     pool = tx.fetchone("SELECT remaining FROM sale_pools WHERE sale_id = ?", (sale_id,))
-    return Locked(remaining, {p: stored.get(p, 0) for p in parts}, int(pool[0]) if pool else 0)
+    stock = tx.fetchone("SELECT stock FROM sales WHERE sale_id = ?", (sale_id,))
+    return Locked(
+        remaining, {p: stored.get(p, 0) for p in parts}, int(pool[0]) if pool else 0, int(stock[0]) if stock else 0
+    )
 
 
 def held(tx: database.Tx, dialect: str, sale_id: str, users: Sequence[str]) -> dict[str, int]:

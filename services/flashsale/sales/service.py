@@ -68,6 +68,14 @@ class SalesService:
         """Every sale, optionally of one product."""
         return await self._db.run(lambda tx: repository.list_sales(tx, product_id))
 
+    async def update_stock(self, sale_id: str, stock: int) -> domain.Sale:
+        """Change a sale's stock until its first request is decided (re-splitting a prepared sale over the same
+        partitions and reserve) and emit sale.updated."""
+        sale = await self._pipeline.restock(sale_id, stock)
+        self._notify()
+        log.info("sale stock changed", extra={"sale_id": sale_id, "stock": stock})
+        return sale
+
     async def prepare_sale(self, sale_id: str, partitions: int, reserve: int) -> ledger_repository.Prepared:
         """Split a sale's stock into partitions and a pool and create its request topic (idempotent)."""
         return await self._pipeline.prepare(sale_id, partitions, reserve)

@@ -310,6 +310,10 @@ class SalesWorker:
         terms = _terms(sale)
         dialect = self._db.dialect
         locked = round_store.lock(tx, dialect, sale.sale_id, topic, list(parts))
+        if locked.stock != sale.stock:  # restocked before its first decision: events carry the stock it has now
+            sale = dataclasses.replace(sale, stock=locked.stock, remaining=locked.stock)
+            for state in states.values():
+                state.sale = sale
         fresh: dict[int, list[ledger.Request]] = {}
         for partition, batch in parts.items():
             try:

@@ -293,6 +293,29 @@ class PurchaseBatchResponse(_message.Message):
 Global___PurchaseBatchResponse: _TypeAlias = PurchaseBatchResponse  # noqa: Y015
 
 @_typing.final
+class UpdateSaleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SALE_ID_FIELD_NUMBER: _builtins.int
+    STOCK_FIELD_NUMBER: _builtins.int
+    sale_id: _builtins.str
+    stock: _builtins.int
+    """the new stock, 1..10000000"""
+    def __init__(
+        self,
+        *,
+        sale_id: _builtins.str = ...,
+        stock: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sale_id", b"sale_id", "stock", b"stock"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSaleRequest: _TypeAlias = UpdateSaleRequest  # noqa: Y015
+
+@_typing.final
 class PrepareSaleRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

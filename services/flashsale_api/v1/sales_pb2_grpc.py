@@ -54,6 +54,11 @@ class SalesServiceStub:
                 request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PrepareSaleRequest.SerializeToString,
                 response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.SalePartitions.FromString,
                 _registered_method=True)
+        self.UpdateSale = channel.unary_unary(
+                '/flashsale.v1.SalesService/UpdateSale',
+                request_serializer=flashsale__api_dot_v1_dot_sales__pb2.UpdateSaleRequest.SerializeToString,
+                response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.Sale.FromString,
+                _registered_method=True)
         self.Purchase = channel.unary_unary(
                 '/flashsale.v1.SalesService/Purchase',
                 request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseRequest.SerializeToString,
@@ -110,6 +115,14 @@ class SalesServiceServicer:
     def PrepareSale(self, request, context):
         """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
         topic with as many partitions (idempotent: a second call with the same figures changes nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSale(self, request, context):
+        """UpdateSale changes a sale's stock until its first request is decided (a prepared sale's partitions are
+        split again over the same partitions and reserve); emits sale.updated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,6 +193,11 @@ def add_SalesServiceServicer_to_server(servicer, server):
                     servicer.PrepareSale,
                     request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PrepareSaleRequest.FromString,
                     response_serializer=flashsale__api_dot_v1_dot_sales__pb2.SalePartitions.SerializeToString,
+            ),
+            'UpdateSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSale,
+                    request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.UpdateSaleRequest.FromString,
+                    response_serializer=flashsale__api_dot_v1_dot_sales__pb2.Sale.SerializeToString,
             ),
             'Purchase': grpc.unary_unary_rpc_method_handler(
                     servicer.Purchase,
@@ -320,6 +338,33 @@ class SalesService:
             '/flashsale.v1.SalesService/PrepareSale',
             flashsale__api_dot_v1_dot_sales__pb2.PrepareSaleRequest.SerializeToString,
             flashsale__api_dot_v1_dot_sales__pb2.SalePartitions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashsale.v1.SalesService/UpdateSale',
+            flashsale__api_dot_v1_dot_sales__pb2.UpdateSaleRequest.SerializeToString,
+            flashsale__api_dot_v1_dot_sales__pb2.Sale.FromString,
             options,
             channel_credentials,
             insecure,

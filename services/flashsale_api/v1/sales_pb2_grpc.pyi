@@ -38,6 +38,10 @@ class SalesServiceStub:
     """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
     topic with as many partitions (idempotent: a second call with the same figures changes nothing).
     """
+    UpdateSale: _grpc.UnaryUnaryMultiCallable[_sales_pb2.UpdateSaleRequest, _sales_pb2.Sale]
+    """UpdateSale changes a sale's stock until its first request is decided (a prepared sale's partitions are
+    split again over the same partitions and reserve); emits sale.updated.
+    """
     Purchase: _grpc.UnaryUnaryMultiCallable[_sales_pb2.PurchaseRequest, _sales_pb2.PurchaseDecision]
     """Purchase submits a request: never oversells, enforces the window and the per-user limit, and is
     idempotent per request_id (a retry returns the first decision). It returns at once with outcome
@@ -62,6 +66,10 @@ class SalesServiceAsyncStub(SalesServiceStub):
     PrepareSale: _aio.UnaryUnaryMultiCallable[_sales_pb2.PrepareSaleRequest, _sales_pb2.SalePartitions]  # type: ignore[assignment]
     """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
     topic with as many partitions (idempotent: a second call with the same figures changes nothing).
+    """
+    UpdateSale: _aio.UnaryUnaryMultiCallable[_sales_pb2.UpdateSaleRequest, _sales_pb2.Sale]  # type: ignore[assignment]
+    """UpdateSale changes a sale's stock until its first request is decided (a prepared sale's partitions are
+    split again over the same partitions and reserve); emits sale.updated.
     """
     Purchase: _aio.UnaryUnaryMultiCallable[_sales_pb2.PurchaseRequest, _sales_pb2.PurchaseDecision]  # type: ignore[assignment]
     """Purchase submits a request: never oversells, enforces the window and the per-user limit, and is
@@ -108,6 +116,16 @@ class SalesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sales_pb2.SalePartitions, _abc.Awaitable[_sales_pb2.SalePartitions]]:
         """PrepareSale splits the stock into partitions plus a reserve pool and creates the sale's request
         topic with as many partitions (idempotent: a second call with the same figures changes nothing).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateSale(
+        self,
+        request: _sales_pb2.UpdateSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sales_pb2.Sale, _abc.Awaitable[_sales_pb2.Sale]]:
+        """UpdateSale changes a sale's stock until its first request is decided (a prepared sale's partitions are
+        split again over the same partitions and reserve); emits sale.updated.
         """
 
     @_abc_1.abstractmethod
