@@ -201,6 +201,21 @@ async def test_stock_can_change_until_the_first_decision(backend_settings: Setti
         after = await p.sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale.sale_id))
         assert (after.stock, after.remaining) == (26, 25)
 
+        now = timeutil.now_ms()  # a request refused before the start takes nothing: the stock may still change
+        later = await p.sales.CreateSale(
+            sale_request(
+                p.product_id,
+                stock=4,
+                starts_at=timeutil.to_timestamp(now + 3_600_000),
+                ends_at=timeutil.to_timestamp(now + 7_200_000),
+            )
+        )
+        await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=later.sale_id, partitions=2))
+        early = buy(later.sale_id, "ann")
+        early.wait_ms = 20_000
+        assert (await p.sales.Purchase(early)).outcome == sales_pb2.PURCHASE_OUTCOME_NOT_STARTED
+        assert (await p.sales.UpdateSale(sales_pb2.UpdateSaleRequest(sale_id=later.sale_id, stock=9))).stock == 9
+
 
 async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None:
     async with running(backend_settings) as p:

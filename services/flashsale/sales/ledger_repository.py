@@ -58,6 +58,23 @@ def store_preparation(tx: database.Tx, sale_id: str, shares: list[int], reserve:
     tx.execute("UPDATE sales SET partitions = ?, reserve = ? WHERE sale_id = ?", (len(shares), reserve, sale_id))
 
 
+def resplit_untouched(tx: database.Tx, sale_id: str, shares: list[int]) -> bool:
+    """Give each partition a new share while no stock was taken or moved into the pool (False when some was:
+    the caller then rolls the transaction back)."""
+    pool = tx.fetchone("SELECT remaining, stock FROM sale_pools WHERE sale_id = ?", (sale_id,))
+    if pool is not None and int(pool[0]) != int(pool[1]):
+        return False
+    for partition, share in enumerate(shares):
+        changed = tx.execute(
+            "UPDATE sale_partitions SET stock = ?, remaining = ? "
+            "WHERE sale_id = ? AND partition = ? AND remaining = stock",
+            (share, share, sale_id, partition),
+        )
+        if changed != 1:
+            return False
+    return True
+
+
 def offsets(tx: database.Tx, topic: str, partition: int) -> tuple[int, int]:
     """(next offset to decide, next offset to publish) of a request-topic partition."""
     row = tx.fetchone(

@@ -180,22 +180,23 @@ class Pipeline:
         return result
 
     async def restock(self, sale_id: str, stock: int) -> domain.Sale:
-        """Set a sale's stock before its first decision, splitting it again when it is prepared; emits
-        sale.updated in the same transaction."""
+        """Set a sale's stock while none of it was taken, splitting it again when it is prepared; emits
+        sale.updated in the same transaction. Requests refused so far (e.g. before the start) do not matter."""
 
         def work(tx: database.Tx) -> domain.Sale:
             sale = repository.get_sale(tx, sale_id)
             if sale is None:
                 raise errors.NotFound("no such sale", "sale_id")
-            if ledger_repository.any_decided(tx, sale_id) or repository.get_decision_count(tx, sale_id):
-                raise errors.FailedPrecondition("requests were decided already; the stock cannot change", "stock")
+            sold = errors.FailedPrecondition("purchases were accepted already; the stock cannot change", "stock")
             found = ledger_repository.prepared(tx, sale_id)
             if found is not None:
                 if found.reserve > stock:
                     raise errors.FailedPrecondition(f"must be at least the reserve ({found.reserve})", "stock")
                 shares = partitioning.split(stock, len(found.partitions), found.reserve)
-                ledger_repository.store_preparation(tx, sale_id, shares, found.reserve)
-            repository.set_stock(tx, sale_id, stock)
+                if not ledger_repository.resplit_untouched(tx, sale_id, shares):
+                    raise sold
+            if not repository.set_untouched_stock(tx, sale_id, stock):
+                raise sold
             changed = dataclasses.replace(sale, stock=stock, remaining=stock)
             outbox.add(tx, topics.SALES, messages.sale_updated(changed))
             return changed

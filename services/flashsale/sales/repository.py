@@ -122,9 +122,12 @@ def _decision(row: database.Row) -> domain.Decision:
     )
 
 
-def set_stock(tx: database.Tx, sale_id: str, stock: int) -> None:
-    """Set a sale's stock and remaining (before any decision)."""
-    tx.execute("UPDATE sales SET stock = ?, remaining = ? WHERE sale_id = ?", (stock, stock, sale_id))
+def set_untouched_stock(tx: database.Tx, sale_id: str, stock: int) -> bool:
+    """Set a sale's stock and remaining while none of it was taken; False when some was."""
+    changed = tx.execute(
+        "UPDATE sales SET stock = ?, remaining = ? WHERE sale_id = ? AND remaining = stock", (stock, stock, sale_id)
+    )
+    return changed == 1
 
 
 def insert_sale(tx: database.Tx, sale: domain.Sale) -> None:
