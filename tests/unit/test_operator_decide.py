@@ -441,13 +441,47 @@ def test_the_split_is_fixed_once_the_sale_has_started() -> None:
     assert "stay 4 and 2 once the sale has started" in cond(p, state.ConditionType.SPEC_APPLIED).message
 
 
-def test_more_stock_is_reported_as_not_applicable_once_the_sale_exists() -> None:
+def test_more_stock_before_the_start_updates_the_sale() -> None:
     p = decide.decide(resource(2, stock=150), prepared_status(), seen(), T0)
+    assert p.actions == (plan.UpdateSale(SALE_ID, 150),)
+    applied = cond(p, state.ConditionType.SPEC_APPLIED)
+    assert (applied.status, applied.reason, applied.message) == ("False", "Restocking", "stock 100 → 150")
+    done = decide.decide(resource(2, stock=150), p.status, seen(sale=sale(stock=150)), T0 + S)
+    assert plan.UpdateSale(SALE_ID, 150) not in done.actions
+    assert done.status.stock == 150
+    assert cond(done, state.ConditionType.SPEC_APPLIED).reason == "Applied"
+
+
+def test_a_refused_restock_is_reported_and_not_retried_for_that_generation() -> None:
+    refused = obs.Failure(plan.UPDATE_SALE, "FAILED_PRECONDITION", "stock: purchases were accepted already")
+    p = decide.decide(resource(2, stock=150), prepared_status(), seen(failure=refused), T0)
+    assert p.actions == () and p.status.phase is Phase.READY  # the sale goes on with its stock
+    applied = cond(p, state.ConditionType.SPEC_APPLIED)
+    assert (applied.status, applied.reason) == ("False", "StockRefused")
+    assert "purchases were accepted already" in applied.message
+    assert plan.Event("Warning", "StockRefused", applied.message) in p.events
+    again = decide.decide(resource(2, stock=150), p.status, seen(), T0 + S)
+    assert plan.UpdateSale(SALE_ID, 150) not in again.actions
+    newer = decide.decide(resource(3, stock=160), again.status, seen(), T0 + 2 * S)
+    assert newer.actions == (plan.UpdateSale(SALE_ID, 160),)
+
+
+def test_the_stock_cannot_change_once_the_sale_has_started() -> None:
+    status, dep = held()
+    p = decide.decide(
+        resource(2, stock=150), dataclasses.replace(status, phase=Phase.ACTIVE), seen(deployment=dep), START
+    )
+    assert p.actions == ()
     applied = cond(p, state.ConditionType.SPEC_APPLIED)
     assert (applied.status, applied.reason) == ("False", "NotApplied")
-    assert "stock 100 → 150" in applied.message
+    assert "stock 100 → 150" in applied.message and "once the sale has started" in applied.message
     assert p.status.stock == 100
+
+
+def test_other_terms_cannot_change_once_the_sale_exists() -> None:
+    p = decide.decide(resource(2, priceCents=5000), prepared_status(), seen(), T0)
     assert p.actions == ()
+    assert "cannot change once it exists" in cond(p, state.ConditionType.SPEC_APPLIED).message
 
 
 def test_more_stock_before_the_sale_is_created_is_simply_used() -> None:

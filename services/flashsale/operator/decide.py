@@ -21,7 +21,16 @@ Cond = state.ConditionType
 
 # Reasons of conditions and failures that deserve a Warning event.
 WARNING_REASONS = frozenset(
-    {"InvalidSpec", "WindowOver", "WindowMissed", "SaleMissing", "NotApplied", "DeploymentNotFound", "NotReady"}
+    {
+        "InvalidSpec",
+        "WindowOver",
+        "WindowMissed",
+        "SaleMissing",
+        "NotApplied",
+        "StockRefused",
+        "DeploymentNotFound",
+        "NotReady",
+    }
 )
 # Conditions whose first appearance as True says nothing worth an event.
 _QUIET_WHEN_FIRST_TRUE = frozenset({(Cond.VALID.value, "SpecValid"), (Cond.SPEC_APPLIED.value, "Applied")})
@@ -175,6 +184,16 @@ def _term_changes(wanted_terms: spec.Terms, actual: spec.Terms) -> list[str]:
     return changes
 
 
+def _stock_refusal(status: state.Status, generation: int, seen: obs.Observed) -> str | None:
+    """Why the sales service refused this generation's new stock (just now, or as recorded), or None."""
+    if seen.failure is not None and seen.failure.action == plan.UPDATE_SALE:
+        return f"stock not changed: the sales service refused ({seen.failure.code}): {seen.failure.message}"
+    earlier = status.condition(Cond.SPEC_APPLIED)
+    if earlier is not None and earlier.reason == "StockRefused" and status.observed_generation == generation:
+        return earlier.message
+    return None
+
+
 def _adopt(candidates: tuple[obs.SaleView, ...], terms: spec.Terms, claimed: frozenset[str]) -> obs.SaleView | None:
     """The sale a previous pass created (its id was lost before the status was written): same terms, unclaimed."""
     return next((c for c in candidates if c.terms == terms and c.sale_id not in claimed), None)
@@ -276,7 +295,7 @@ def decide(
         draft.condition(Cond.VALID, False, "InvalidSpec", str(exc))
         return _fail(draft, seen, holder, "InvalidSpec", f"invalid spec: {exc}")
     draft.condition(Cond.VALID, True, "SpecValid", "the spec is valid")
-    if seen.failure is not None:
+    if seen.failure is not None and seen.failure.action != plan.UPDATE_SALE:  # a refused restock is not fatal
         failure = seen.failure
         reason = f"{failure.action}Refused"
         return _fail(draft, seen, holder, reason, f"{failure.action} refused ({failure.code}): {failure.message}")
@@ -315,13 +334,24 @@ def decide(
         return _fail(draft, seen, holder, "WindowMissed", message)
     started = now_ms >= terms.starts_at_ms
 
-    # What of the spec can still be applied.
+    # What of the spec can still be applied: the stock until the start (while none is sold), not the other terms.
     not_applied = []
+    not_applied_reason = "NotApplied"
     changes = _term_changes(parsed.terms, terms)
-    if changes:
+    restock = bool(changes) and not _term_changes(dataclasses.replace(parsed.terms, stock=terms.stock), terms)
+    if restock and not started:
+        refusal = _stock_refusal(status, resource.generation, seen)
+        if refusal is None:
+            draft.condition(Cond.SPEC_APPLIED, False, "Restocking", f"stock {terms.stock} → {parsed.terms.stock}")
+            draft.act(plan.UpdateSale(sale.sale_id, parsed.terms.stock))
+            return draft.done(options.poll_s)
+        not_applied.append(refusal)
+        not_applied_reason = "StockRefused"
+    elif changes:
+        when = "once the sale has started" if restock else "once it exists"
         not_applied.append(
-            f"{', '.join(changes)}: the terms of sale {sale.sale_id} cannot change once it exists "
-            "(the sales service has no update); delete and re-create the FlashSale"
+            f"{', '.join(changes)}: the terms of sale {sale.sale_id} cannot change {when}; "
+            "delete and re-create the FlashSale"
         )
     if started and status.partitions:
         partitions, reserve = status.partitions, status.reserve
@@ -337,7 +367,7 @@ def decide(
         if reserve != parsed.reserve:
             not_applied.append(f"reserve {parsed.reserve} exceeds the sale's stock {terms.stock}")
     if not_applied:
-        draft.condition(Cond.SPEC_APPLIED, False, "NotApplied", "; ".join(not_applied))
+        draft.condition(Cond.SPEC_APPLIED, False, not_applied_reason, "; ".join(not_applied))
     else:
         draft.condition(Cond.SPEC_APPLIED, True, "Applied", "the spec is applied")
 

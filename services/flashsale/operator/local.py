@@ -195,6 +195,8 @@ class LocalBackend:
         match action:
             case plan.CreateSale(terms=terms):
                 await self._sales.create_sale(terms)
+            case plan.UpdateSale(sale_id=sale_id, stock=stock):
+                await self._sales.update_stock(sale_id, stock)
             case plan.PrepareSale(sale_id=sale_id, partitions=partitions, reserve=reserve):
                 await self._sales.prepare_sale(sale_id, partitions, reserve)
             case plan.EnsureTopic(name=name, partitions=partitions):

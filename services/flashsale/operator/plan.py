@@ -14,6 +14,17 @@ class CreateSale:
     terms: spec.Terms
 
 
+UPDATE_SALE = "UpdateSale"
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateSale:
+    """Change the sale's stock before its start (UpdateSale; refused once some stock was sold)."""
+
+    sale_id: str
+    stock: int
+
+
 @dataclasses.dataclass(frozen=True)
 class EnsureTopic:
     """Create the request topic with `partitions` partitions, or grow it to that many."""
@@ -49,7 +60,7 @@ class DeleteTopic:
     name: str
 
 
-Action = CreateSale | EnsureTopic | PrepareSale | SetWorkers | DeleteTopic
+Action = CreateSale | UpdateSale | EnsureTopic | PrepareSale | SetWorkers | DeleteTopic
 
 
 @dataclasses.dataclass(frozen=True)

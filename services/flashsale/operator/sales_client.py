@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from flashsale.common import errors, timeutil
-from flashsale.operator import observed, spec
+from flashsale.operator import observed, plan, spec
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 # Codes that say the request itself is refused for good: retrying the same request cannot succeed.
@@ -95,6 +95,14 @@ class SalesClient:
         except grpc.aio.AioRpcError as exc:
             raise _translate("CreateSale", exc) from exc
         return str(sale.sale_id)
+
+    async def update_stock(self, sale_id: str, stock: int) -> None:
+        """Change the sale's stock (refused once some of it was sold)."""
+        request = sales_pb2.UpdateSaleRequest(sale_id=sale_id, stock=stock)
+        try:
+            await self._stub.UpdateSale(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(plan.UPDATE_SALE, exc) from exc
 
     async def prepare_sale(self, sale_id: str, partitions: int, reserve: int) -> None:
         """Split the sale's stock (idempotent for the same figures)."""
