@@ -9,6 +9,7 @@ published again from the stored published offset.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -43,6 +44,9 @@ _MAX_HOLD_S = 0.1
 # Decisions per purchases.decided event at most: with ids of up to 64 characters an event stays below 400 kB.
 _EVENT_DECISIONS = 2000
 _ACCEPTED = domain.Outcome.ACCEPTED
+# Refills of one partition within one round at most (each moves what other partitions hold into the pool; racing
+# writers drawing the pool meanwhile could otherwise keep a round retrying).
+_MAX_REFILLS = 20
 
 
 @dataclasses.dataclass
@@ -246,7 +250,7 @@ class SalesWorker:
         """Decide the ready batches of every partition in one transaction, then publish them."""
         backoff = 0.05
         bulk = True
-        refilled: set[tuple[str, int]] = set()
+        refilled: collections.Counter[tuple[str, int]] = collections.Counter()
         self._refill_short(ready, refilled)
         while ready and not self._stop.is_set():
             try:
@@ -258,7 +262,7 @@ class SalesWorker:
                     if state is not None:
                         wanted = ledger.demand(_terms(state.sale), ready[need.key].requests)
                         self._refill(state.sale.sale_id, need.key[1], wanted)
-                    refilled.add(need.key)
+                    refilled[need.key] += 1
                     continue
                 except errors.TemporaryError as exc:
                     log.warning("refill failed; retrying", extra={"reason": str(exc)})
@@ -284,7 +288,11 @@ class SalesWorker:
         self._publish_round(batches)
 
     def _decide_all(
-        self, ready: dict[tuple[str, int], _Pending], bulk: bool, refilled: set[tuple[str, int]], tx: database.Tx
+        self,
+        ready: dict[tuple[str, int], _Pending],
+        bulk: bool,
+        refilled: collections.Counter[tuple[str, int]],
+        tx: database.Tx,
     ) -> list[_Batch]:
         """Decide every ready batch in this transaction, sale by sale in topic order (the lock order)."""
         by_topic: dict[str, dict[int, _Pending]] = {}
@@ -302,7 +310,7 @@ class SalesWorker:
         topic: str,
         parts: dict[int, _Pending],
         bulk: bool,
-        refilled: set[tuple[str, int]],
+        refilled: collections.Counter[tuple[str, int]],
     ) -> list[_Batch]:
         """Decide the ready partitions of one sale with a fixed number of statements."""
         states = {p: self._assigned[(topic, p)] for p in parts}
@@ -329,7 +337,12 @@ class SalesWorker:
         writes: list[round_store.PartitionWrite] = []
         for partition in sorted(parts):
             remaining = locked.remaining[partition]
-            if (topic, partition) not in refilled and ledger.demand(terms, fresh[partition]) > remaining + pool:
+            # Never refuse for want of stock while another partition holds some (another writer may have drawn
+            # the pool since this one was refilled): refill and decide the round again, a bounded number of times.
+            if (
+                refilled[(topic, partition)] < _MAX_REFILLS
+                and ledger.demand(terms, fresh[partition]) > remaining + pool
+            ):
                 if total is None:
                     total = ledger_repository.total_remaining(tx, sale.sale_id)
                 if total - taken_so_far > remaining + pool:  # other partitions still hold stock
@@ -365,7 +378,9 @@ class SalesWorker:
             out.append(_Batch(states[w.partition], topic, w.partition, sale, made, again, left, start, w.next_offset))
         return out
 
-    def _refill_short(self, ready: dict[tuple[str, int], _Pending], refilled: set[tuple[str, int]]) -> None:
+    def _refill_short(
+        self, ready: dict[tuple[str, int], _Pending], refilled: collections.Counter[tuple[str, int]]
+    ) -> None:
         """Before a round, refill the partitions whose batch may want more than the partition and the pool hold
         (one read per sale when none does)."""
         by_sale: dict[str, list[tuple[str, int]]] = {}
@@ -383,7 +398,7 @@ class SalesWorker:
                     wanted = ledger.demand(_terms(self._assigned[key].sale), ready[key].requests)
                     if wanted > left.get(key[1], 0) + found.pool_remaining:
                         self._refill(sale_id, key[1], wanted)
-                        refilled.add(key)
+                        refilled[key] += 1
         except errors.TemporaryError as exc:  # the round's own check asks again once the database answers
             log.warning("refill before a round failed", extra={"reason": str(exc)})
 
