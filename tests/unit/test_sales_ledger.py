@@ -90,3 +90,20 @@ def test_a_hole_in_the_log_is_never_decided_over() -> None:
     jump = [_r(str(i), f"u{i}", offset=i) for i in (12, 13, 15)]
     with pytest.raises(ledger.Gap):
         ledger.undecided([12, 13, 15], jump, 12)
+
+
+def test_need_is_what_the_batch_would_take_with_unlimited_stock() -> None:
+    terms = ledger.Terms("s", starts_at=100, ends_at=200, per_user_limit=2)
+    batch = [
+        _r("a", "ann", qty=1, at=150),
+        _r("a", "ann", qty=1, at=150, offset=1),  # the same request again
+        _r("b", "ann", qty=2, at=151),  # over ann's limit after "a"
+        _r("c", "bob", qty=2, at=152),
+        _r("d", "cy", qty=1, at=99),  # before the start
+        _r("e", "dee", qty=1, at=152),  # decided before
+        _r("f", "eve", qty=1, at=153),  # eve holds 2 already
+    ]
+    held = {"eve": 2}
+    assert ledger.need(terms, batch, held, {"e"}) == 3
+    unlimited = ledger.decide_batch(terms, batch, remaining=1_000, pool=0, held=held, decided_before={"e"})
+    assert unlimited.taken == 3

@@ -129,3 +129,22 @@ def undecided(offsets: Sequence[int], requests: Sequence[Request], start: int) -
 def demand(terms: Terms, requests: Sequence[Request]) -> int:
     """An upper bound of the units a batch may reserve (requests inside the window)."""
     return sum(r.quantity for r in requests if terms.starts_at <= r.arrived_at < terms.ends_at)
+
+
+def need(terms: Terms, requests: Sequence[Request], held: dict[str, int], decided_before: set[str]) -> int:
+    """The units a batch would reserve if stock were unlimited: new request ids inside the window and within the
+    per-user limit (given what each user holds), exactly as decide_batch would take them."""
+    seen = set(decided_before)
+    holding = dict(held)
+    units = 0
+    for req in requests:
+        if req.request_id in seen:
+            continue
+        seen.add(req.request_id)
+        if not terms.starts_at <= req.arrived_at < terms.ends_at:
+            continue
+        holds = holding.get(req.user_id, 0)
+        if domain.within_limit(holds, req.quantity, terms.per_user_limit):
+            holding[req.user_id] = holds + req.quantity
+            units += req.quantity
+    return units

@@ -62,9 +62,11 @@ class _Assigned:
 class _NeedsRefill(Exception):
     """A batch wants more than its partition and the pool hold while other partitions have stock."""
 
-    def __init__(self, key: tuple[str, int]) -> None:
+    def __init__(self, key: tuple[str, int], wanted: int, caps: dict[int, int]) -> None:
         super().__init__(f"{key[0]}[{key[1]}] needs stock from other partitions")
         self.key = key
+        self.wanted = wanted
+        self.caps = caps  # at most this much from each partition of the same round (what it does not need itself)
 
 
 class _GapIn(Exception):
@@ -260,8 +262,7 @@ class SalesWorker:
                 state = self._assigned.get(need.key)
                 try:
                     if state is not None:
-                        wanted = ledger.demand(_terms(state.sale), ready[need.key].requests)
-                        self._refill(state.sale.sale_id, need.key[1], wanted)
+                        self._refill(state.sale.sale_id, need.key[1], need.wanted, need.caps)
                     refilled[need.key] += 1
                     continue
                 except errors.TemporaryError as exc:
@@ -331,25 +332,24 @@ class SalesWorker:
         everyone = [r for reqs in fresh.values() for r in reqs]
         held = round_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
         before = round_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
+        needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
         pool = locked.pool
-        total: int | None = None  # stock left in the whole sale, read only when a partition runs short
-        taken_so_far = 0
+        outside: int | None = None  # stock of partitions outside this round, read only when one runs short
         writes: list[round_store.PartitionWrite] = []
         for partition in sorted(parts):
             remaining = locked.remaining[partition]
-            # Never refuse for want of stock while another partition holds some (another writer may have drawn
-            # the pool since this one was refilled): refill and decide the round again, a bounded number of times.
-            if (
-                refilled[(topic, partition)] < _MAX_REFILLS
-                and ledger.demand(terms, fresh[partition]) > remaining + pool
-            ):
-                if total is None:
+            # Never refuse for want of stock while stock no other batch of this round needs is left elsewhere
+            # (another writer may have drawn the pool since this one was refilled): refill from it and decide the
+            # round again, a bounded number of times.
+            if refilled[(topic, partition)] < _MAX_REFILLS and needs[partition] > remaining + pool:
+                if outside is None:
                     total = ledger_repository.total_remaining(tx, sale.sale_id)
-                if total - taken_so_far > remaining + pool:  # other partitions still hold stock
-                    raise _NeedsRefill((topic, partition))
+                    outside = total - locked.pool - sum(locked.remaining.values())
+                caps = {q: max(0, locked.remaining[q] - needs[q]) for q in parts if q != partition}
+                if outside + sum(caps.values()) > 0:
+                    raise _NeedsRefill((topic, partition), needs[partition], caps)
             decision = ledger.decide_batch(terms, fresh[partition], remaining, pool, held, before)
             pool -= decision.drawn
-            taken_so_far += decision.taken
             end = max(parts[partition].offsets[-1] + 1, locked.next_offset[partition])
             writes.append(round_store.PartitionWrite(partition, decision, end, states[partition].published))
         accepted = [v.request.request_id for w in writes for v in w.batch.verdicts if v.outcome is _ACCEPTED]
@@ -394,17 +394,19 @@ class SalesWorker:
                 if found is None:
                     continue
                 left = {p.partition: p.remaining for p in found.partitions}
+                demands = {key: ledger.demand(_terms(self._assigned[key].sale), ready[key].requests) for key in keys}
                 for key in keys:
-                    wanted = ledger.demand(_terms(self._assigned[key].sale), ready[key].requests)
-                    if wanted > left.get(key[1], 0) + found.pool_remaining:
-                        self._refill(sale_id, key[1], wanted)
+                    if demands[key] > left.get(key[1], 0) + found.pool_remaining:
+                        caps = {k[1]: max(0, left.get(k[1], 0) - d) for k, d in demands.items() if k != key}
+                        self._refill(sale_id, key[1], demands[key], caps)
                         refilled[key] += 1
         except errors.TemporaryError as exc:  # the round's own check asks again once the database answers
             log.warning("refill before a round failed", extra={"reason": str(exc)})
 
-    def _refill(self, sale_id: str, partition: int, wanted: int) -> None:
+    def _refill(self, sale_id: str, partition: int, wanted: int, caps: dict[int, int] | None = None) -> None:
         """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
-        into the pool (one short transaction per donor, so a sale never reports sold out with stock elsewhere)."""
+        into the pool (one short transaction per donor, so a sale never reports sold out with stock elsewhere).
+        `caps` bounds what partitions of the same round may give (what they do not need themselves)."""
         if wanted <= 0:
             return
         found = self._db.run_sync(lambda tx: ledger_repository.prepared(tx, sale_id))
@@ -418,9 +420,12 @@ class SalesWorker:
         for donor in donors:
             if short <= 0:
                 return
+            units = min(short, caps.get(donor.partition, short)) if caps is not None else short
+            if units <= 0:
+                continue
             moved = self._db.run_sync(
                 functools.partial(
-                    ledger_repository.move_to_pool, sale_id=sale_id, partition=donor.partition, units=short
+                    ledger_repository.move_to_pool, sale_id=sale_id, partition=donor.partition, units=units
                 )
             )
             short -= moved
