@@ -40,11 +40,8 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sales_process(
-    sale: sale_fixture.BenchSale, log_path: Path, timeout_s: float = 60.0, worker: bool = True
-) -> AsyncIterator[str]:
-    """Start the sales service (with its worker unless `worker` is off) in a child process on the sale's
-    database; yield its address."""
+async def sales_process(sale: sale_fixture.BenchSale, log_path: Path, timeout_s: float = 60.0) -> AsyncIterator[str]:
+    """Start the sales service (with its worker) in a child process on the sale's database; yield its address."""
     address = f"127.0.0.1:{cache.free_port()}"
     env = {
         **os.environ,
@@ -54,7 +51,7 @@ async def sales_process(
         "FLASHSALE_KAFKA_PARTITIONS": str(sale.partitions),
         "FLASHSALE_SALES_ADDR": address,
         "FLASHSALE_PRODUCT_ADDR": f"127.0.0.1:{cache.free_port()}",  # not asked: the sale exists already
-        "FLASHSALE_SALES_WORKER": "true" if worker else "false",
+        "FLASHSALE_SALES_WORKER": "true",
         "FLASHSALE_LOG_LEVEL": "WARNING",
         "FLASHSALE_LOG_FORMAT": "text",
     }
