@@ -107,3 +107,20 @@ def test_need_is_what_the_batch_would_take_with_unlimited_stock() -> None:
     assert ledger.need(terms, batch, held, {"e"}) == 3
     unlimited = ledger.decide_batch(terms, batch, remaining=1_000, pool=0, held=held, decided_before={"e"})
     assert unlimited.taken == 3
+
+
+def test_a_short_batch_waits_for_stock_no_other_batch_of_its_round_needs() -> None:
+    def nothing_outside() -> int:
+        return 0
+
+    def asked() -> int:
+        raise AssertionError("outside stock asked while the batch has enough")
+
+    # enough in the partition plus the pool: no refill, and the database is not asked
+    assert ledger.refill_caps(0, {0: 5, 1: 1}, {0: 3, 1: 9}, 2, asked) is None
+    # partition 1 holds 8 it does not need: partition 0 may take that much from it
+    assert ledger.refill_caps(0, {0: 9, 1: 1}, {0: 3, 1: 9}, 2, nothing_outside) == {1: 8}
+    # partition 1 needs all its stock and nothing is left outside the round: refusing is fair
+    assert ledger.refill_caps(0, {0: 9, 1: 9}, {0: 3, 1: 9}, 2, nothing_outside) is None
+    # stock outside the round is enough reason to refill, even when the round has none to spare
+    assert ledger.refill_caps(0, {0: 9, 1: 9}, {0: 3, 1: 9}, 2, lambda: 4) == {1: 0}

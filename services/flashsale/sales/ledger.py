@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from flashsale.sales import domain
@@ -148,3 +148,19 @@ def need(terms: Terms, requests: Sequence[Request], held: dict[str, int], decide
             holding[req.user_id] = holds + req.quantity
             units += req.quantity
     return units
+
+
+def refill_caps(
+    partition: int, needs: Mapping[int, int], remaining: Mapping[int, int], pool: int, outside: Callable[[], int]
+) -> dict[int, int] | None:
+    """Whether the batch of `partition` must wait for a refill, and from whom.
+
+    `needs` and `remaining` cover the round's partitions (a batch's exact need, each partition's stock), `pool` is
+    what the pool holds now and `outside()` the stock of partitions outside the round (asked only when the batch is
+    short). None when the batch has enough, or when no stock is left that another batch of the round does not need
+    (refusing is then fair); else what each other partition of the round may give: what it does not need itself.
+    """
+    if needs[partition] <= remaining[partition] + pool:
+        return None
+    caps = {q: max(0, remaining[q] - needs[q]) for q in remaining if q != partition}
+    return caps if sum(caps.values()) > 0 or outside() > 0 else None

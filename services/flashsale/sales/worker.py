@@ -333,20 +333,20 @@ class SalesWorker:
         held = round_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
         before = round_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
         needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
+
+        def outside() -> int:  # stock of the sale's partitions outside this round
+            return ledger_repository.total_remaining(tx, sale.sale_id) - locked.pool - sum(locked.remaining.values())
+
         pool = locked.pool
-        outside: int | None = None  # stock of partitions outside this round, read only when one runs short
         writes: list[round_store.PartitionWrite] = []
         for partition in sorted(parts):
             remaining = locked.remaining[partition]
             # Never refuse for want of stock while stock no other batch of this round needs is left elsewhere
             # (another writer may have drawn the pool since this one was refilled): refill from it and decide the
             # round again, a bounded number of times.
-            if refilled[(topic, partition)] < _MAX_REFILLS and needs[partition] > remaining + pool:
-                if outside is None:
-                    total = ledger_repository.total_remaining(tx, sale.sale_id)
-                    outside = total - locked.pool - sum(locked.remaining.values())
-                caps = {q: max(0, locked.remaining[q] - needs[q]) for q in parts if q != partition}
-                if outside + sum(caps.values()) > 0:
+            if refilled[(topic, partition)] < _MAX_REFILLS:
+                caps = ledger.refill_caps(partition, needs, locked.remaining, pool, outside)
+                if caps is not None:
                     raise _NeedsRefill((topic, partition), needs[partition], caps)
             decision = ledger.decide_batch(terms, fresh[partition], remaining, pool, held, before)
             pool -= decision.drawn
