@@ -167,6 +167,11 @@ async def test_availability_and_price_follow_sales_events(env: Env) -> None:
     await _availability(env, later.product_id, future_sale, lambda a: True)
     not_yet = await env.stub.GetPrice(product_pb2.GetPriceRequest(product_id=later.product_id))
     assert (not_yet.price_cents, not_yet.sale_id) == (700, "")
+    # restocked before its first decision: stock and remaining both follow
+    restocked = _sale_created(future_sale, later.product_id, 8, 100, now + 3_600_000, now + 7_200_000)
+    await _publish(env, "sale.updated", future_sale, restocked)
+    row = await _availability(env, later.product_id, future_sale, lambda a: a.stock == 8)
+    assert (row.stock, row.remaining) == (8, 8)
 
     watch = env.stub.WatchAvailability(product_pb2.WatchAvailabilityRequest(sale_id=sale))
     try:
