@@ -30,6 +30,18 @@ def sale_command(args: list[str], env: dict[str, str], log: Path) -> subprocess.
     return spawn([sys.executable, "-m", "flashsale.cli", "sale", *args], env, log)
 
 
+def run_sale(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`flashsale sale <args>` run to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "flashsale.cli", "sale", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 def local_env(kafka: kafka_broker.KafkaBroker, sales_services: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
@@ -95,14 +107,7 @@ def test_a_manifest_runs_through_every_phase_on_the_local_platform(
     assert (ended["phase"], ended["sold"], ended["remaining"]) == ("Ended", 4, 96)
 
     # Applying again changes nothing: the status says Ended, no second sale is made.
-    again = subprocess.run(
-        [sys.executable, "-m", "flashsale.cli", "sale", "apply", "-f", str(path), "--state-dir", str(states)],
-        env=local_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    again = run_sale(["apply", "-f", str(path), "--state-dir", str(states)], local_env)
     assert again.returncode == 0, again.stderr
     assert f"flashsale {name}: Ended (sold 4 of 100)" in again.stdout
     with grpc.insecure_channel(sales_services["sales"]) as channel:
@@ -111,14 +116,7 @@ def test_a_manifest_runs_through_every_phase_on_the_local_platform(
         )
     assert [s.sale_id for s in listed.sales] == [ended["saleId"]]
 
-    deleted = subprocess.run(
-        [sys.executable, "-m", "flashsale.cli", "sale", "delete", "-f", str(path), "--state-dir", str(states)],
-        env=local_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    deleted = run_sale(["delete", "-f", str(path), "--state-dir", str(states)], local_env)
     assert deleted.returncode == 0, deleted.stderr
     assert not state_file.exists()
     wait_until(lambda: topic not in admin.list_topics(timeout=10).topics, "the request topic deleted")
@@ -128,14 +126,7 @@ def test_a_sale_of_a_missing_product_fails_and_exits_1(tmp_path: Path, local_env
     now = timeutil.now_ms()
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(flashsale("bad", "no-such-product", now + 60 * S, now + 120 * S)))
-    result = subprocess.run(
-        [sys.executable, "-m", "flashsale.cli", "sale", "apply", "-f", str(path), "--state-dir", str(tmp_path)],
-        env=local_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_sale(["apply", "-f", str(path), "--state-dir", str(tmp_path)], local_env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "CreateSaleRefused" in result.stdout
     assert "flashsale bad: Failed (CreateSale refused (NOT_FOUND): product_id: no such product)" in result.stdout
@@ -144,13 +135,25 @@ def test_a_sale_of_a_missing_product_fails_and_exits_1(tmp_path: Path, local_env
 def test_a_file_that_is_no_flashsale_exits_2(tmp_path: Path, local_env: dict[str, str]) -> None:
     path = tmp_path / "pod.yaml"
     path.write_text("kind: Pod\nmetadata: {name: x}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "flashsale.cli", "sale", "apply", "-f", str(path)],
-        env=local_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_sale(["apply", "-f", str(path)], local_env)
     assert result.returncode == 2
     assert "not a FlashSale manifest" in result.stderr
+
+
+def test_an_invalid_spec_names_its_fields_exits_1_and_creates_nothing(
+    tmp_path: Path, local_env: dict[str, str], sales_services: dict[str, str], product_id: str
+) -> None:
+    now = timeutil.now_ms()
+    path = tmp_path / "invalid.yaml"
+    path.write_text(yaml.safe_dump(flashsale("invalid", product_id, now + 60 * S, now + 120 * S, stock=0, reserve=-1)))
+    result = run_sale(["apply", "-f", str(path), "--state-dir", str(tmp_path)], local_env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "InvalidSpec" in result.stdout
+    assert "spec.stock: must be between 1 and" in result.stdout
+    assert "spec.reserve: must be between 0 and" in result.stdout
+    assert read_status(tmp_path / "flashsale.invalid.json")["phase"] == "Failed"
+    with grpc.insecure_channel(sales_services["sales"]) as channel:
+        listed = sales_pb2_grpc.SalesServiceStub(channel).ListSales(
+            sales_pb2.ListSalesRequest(product_id=product_id), timeout=10
+        )
+    assert list(listed.sales) == []

@@ -192,13 +192,9 @@ class LocalBackend:
 
     async def act(self, resource: decide.Resource, action: plan.Action) -> None:
         """Carry out one action on the sales service or Kafka."""
+        if await self._sales.carry_out(action):
+            return
         match action:
-            case plan.CreateSale(terms=terms):
-                await self._sales.create_sale(terms)
-            case plan.UpdateSale(sale_id=sale_id, stock=stock):
-                await self._sales.update_stock(sale_id, stock)
-            case plan.PrepareSale(sale_id=sale_id, partitions=partitions, reserve=reserve):
-                await self._sales.prepare_sale(sale_id, partitions, reserve)
             case plan.EnsureTopic(name=name, partitions=partitions):
                 await asyncio.to_thread(self._topics.ensure, name, partitions)
             case plan.DeleteTopic(name=name):

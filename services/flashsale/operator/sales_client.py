@@ -1,4 +1,4 @@
-"""The sales service as the operator sees it: sales, their stats, CreateSale and PrepareSale over gRPC."""
+"""The sales service as the operator sees it: sales, their stats, CreateSale, UpdateSale and PrepareSale over gRPC."""
 
 from __future__ import annotations
 
@@ -111,6 +111,19 @@ class SalesClient:
             await self._stub.PrepareSale(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise _translate("PrepareSale", exc) from exc
+
+    async def carry_out(self, action: plan.Action) -> bool:
+        """Carry out a sales-service action (CreateSale, UpdateSale, PrepareSale); False for any other action."""
+        match action:
+            case plan.CreateSale(terms=terms):
+                await self.create_sale(terms)
+            case plan.UpdateSale(sale_id=sale_id, stock=stock):
+                await self.update_stock(sale_id, stock)
+            case plan.PrepareSale(sale_id=sale_id, partitions=partitions, reserve=reserve):
+                await self.prepare_sale(sale_id, partitions, reserve)
+            case _:
+                return False
+        return True
 
     async def close(self) -> None:
         """Close the channel."""
