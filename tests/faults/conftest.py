@@ -39,7 +39,7 @@ def fault_postgres() -> Iterator[postgres_server.PostgresServer]:
 
 
 def _base_env(kafka: kafka_broker.KafkaBroker) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_") or k == "FLASHSALE_LOG_LEVEL"}
     env.update(
         {
             "FLASHSALE_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,

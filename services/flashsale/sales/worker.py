@@ -100,6 +100,19 @@ class _Batch:
     left: int
     start: int  # the request-topic offsets decided: [start, end)
     end: int
+    seen: _Seen | None = None  # what the round saw under its locks (None when published again)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seen:
+    """What a round saw of one partition under its locks: its stock, the pool left to it, the batch's exact need and
+    the refills made for it (logged at DEBUG once committed, so a decision can be traced to its round)."""
+
+    remaining: int
+    pool: int
+    need: int
+    refills: int
+    arrivals: tuple[int, int]  # log-append times of the batch's first and last new request (0, 0 when none)
 
 
 class SalesWorker:
@@ -137,6 +150,7 @@ class SalesWorker:
             }
         )
         self._assigned: dict[tuple[str, int], _Assigned] = {}
+        self._rounds = 0  # rounds committed (numbers the DEBUG lines of a round)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sales-worker", daemon=True)
 
@@ -259,6 +273,7 @@ class SalesWorker:
                 batches = self._db.run_sync(functools.partial(self._decide_all, ready, bulk, refilled))
                 break
             except _NeedsRefill as need:  # stock moved meanwhile: refill that partition, decide the round again
+                log.debug("round needs a refill", extra={"partition": need.key[1], "wanted": need.wanted})
                 state = self._assigned.get(need.key)
                 try:
                     if state is not None:
@@ -267,7 +282,8 @@ class SalesWorker:
                     continue
                 except errors.TemporaryError as exc:
                     log.warning("refill failed; retrying", extra={"reason": str(exc)})
-            except round_store.StockMoved:
+            except round_store.StockMoved as moved:
+                log.debug("round saw stock move", extra={"reason": str(moved)})
                 continue
             except database.Conflict as exc:  # a request id taken meanwhile elsewhere: insert row by row instead
                 log.warning("bulk insert conflict; deciding again", extra={"reason": str(exc)})
@@ -286,6 +302,8 @@ class SalesWorker:
             backoff = min(backoff * 2, 2.0)
         else:
             return  # stopping undecided (nothing was stored: the next owner starts from the stored offsets)
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_round(batches)
         self._publish_round(batches)
 
     def _decide_all(
@@ -338,6 +356,7 @@ class SalesWorker:
             return ledger_repository.total_remaining(tx, sale.sale_id) - locked.pool - sum(locked.remaining.values())
 
         pool = locked.pool
+        seen: dict[int, _Seen] = {}
         writes: list[round_store.PartitionWrite] = []
         for partition in sorted(parts):
             remaining = locked.remaining[partition]
@@ -349,6 +368,9 @@ class SalesWorker:
                 if caps is not None:
                     raise _NeedsRefill((topic, partition), needs[partition], caps)
             decision = ledger.decide_batch(terms, fresh[partition], remaining, pool, held, before)
+            reqs = fresh[partition]
+            arrivals = (reqs[0].arrived_at, reqs[-1].arrived_at) if reqs else (0, 0)
+            seen[partition] = _Seen(remaining, pool, needs[partition], refilled[(topic, partition)], arrivals)
             pool -= decision.drawn
             end = max(parts[partition].offsets[-1] + 1, locked.next_offset[partition])
             writes.append(round_store.PartitionWrite(partition, decision, end, states[partition].published))
@@ -375,8 +397,41 @@ class SalesWorker:
             ]
             again = [earlier[r.request_id] for r in w.batch.duplicates if r.request_id in earlier]
             start = locked.next_offset[w.partition]
-            out.append(_Batch(states[w.partition], topic, w.partition, sale, made, again, left, start, w.next_offset))
+            out.append(
+                _Batch(
+                    states[w.partition],
+                    topic,
+                    w.partition,
+                    sale,
+                    made,
+                    again,
+                    left,
+                    start,
+                    w.next_offset,
+                    seen[w.partition],
+                )
+            )
         return out
+
+    def _log_round(self, batches: list[_Batch]) -> None:
+        """One DEBUG line per committed batch: offsets, what the round saw, and what it decided."""
+        self._rounds += 1
+        for batch in batches:
+            outcomes = collections.Counter(d.outcome.value for d in batch.made)
+            log.debug(
+                "batch decided",
+                extra={
+                    "round": self._rounds,
+                    "topic": batch.topic,
+                    "partition": batch.partition,
+                    "start": batch.start,
+                    "end": batch.end,
+                    "seen": dataclasses.asdict(batch.seen) if batch.seen else None,
+                    "outcomes": dict(outcomes),
+                    "units": sum(d.quantity for d in batch.made if d.outcome is _ACCEPTED),
+                    "left": batch.left,
+                },
+            )
 
     def _refill_short(
         self, ready: dict[tuple[str, int], _Pending], refilled: collections.Counter[tuple[str, int]]
@@ -427,6 +482,18 @@ class SalesWorker:
                 functools.partial(
                     ledger_repository.move_to_pool, sale_id=sale_id, partition=donor.partition, units=units
                 )
+            )
+            log.debug(
+                "refilled",
+                extra={
+                    "sale_id": sale_id,
+                    "partition": partition,
+                    "donor": donor.partition,
+                    "asked": units,
+                    "moved": moved,
+                    "short": short,
+                    "pool_seen": found.pool_remaining,
+                },
             )
             short -= moved
 
