@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo up test bench loadtest lint typecheck proto proto-check unit integration clean envtest-up envtest-down
+.PHONY: install demo up test bench loadtest lint typecheck proto proto-check unit faults-repeat clean envtest-up envtest-down
 
 install:
 	@scripts/bootstrap.sh
@@ -20,6 +20,11 @@ test: install lint typecheck proto-check
 unit: install
 	$(PY) -m pytest -q tests/unit
 
+# the fault tests N times in a row (default 20), failures reported by test: make faults-repeat N=20
+N ?= 20
+faults-repeat: install
+	$(PY) scripts/repeat_tests.py --runs $(N) -- -m faults
+
 loadtest: install
 	$(PY) -m flashsale.cli loadtest
 
@@ -27,11 +32,12 @@ bench: install
 	scripts/bench.sh
 
 lint: install
-	$(VENV)/bin/ruff check services tests
-	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/ruff check services tests scripts
+	$(VENV)/bin/ruff format --check services tests scripts
 
 typecheck: install
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict scripts/repeat_tests.py
 
 proto: install
 	PYTHON=$(PY) scripts/gen_proto.sh
