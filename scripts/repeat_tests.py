@@ -52,6 +52,7 @@ def main() -> int:
     seconds_each: list[float] = []
     for index in range(1, args.runs + 1):
         run = folder / f"run-{index:02d}"
+        run.mkdir()
         junit = run / "junit.xml"
         command = [
             sys.executable,
