@@ -9,11 +9,9 @@ published again from the stored published offset.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,16 +20,7 @@ from typing import TypeVar
 import confluent_kafka
 
 from flashsale.common import database, errors, kafka, timeutil, topics
-from flashsale.sales import (
-    domain,
-    ledger,
-    ledger_repository,
-    messages,
-    partitioning,
-    records,
-    repository,
-    round_store,
-)
+from flashsale.sales import domain, ledger, ledger_repository, messages, partitioning, records, repository, rounds
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +32,8 @@ _T = TypeVar("_T")
 _MAX_HOLD_S = 0.1
 # Decisions per purchases.decided event at most: with ids of up to 64 characters an event stays below 400 kB.
 _EVENT_DECISIONS = 2000
-_ACCEPTED = domain.Outcome.ACCEPTED
-# Refills of one partition within one round at most (each moves what other partitions hold into the pool; racing
-# writers drawing the pool meanwhile could otherwise keep a round retrying).
-_MAX_REFILLS = 20
+# A committed batch and the state of its partition, whose offsets advance as it is published.
+_Publishing = tuple["_Assigned", rounds.Decided]
 
 
 @dataclasses.dataclass
@@ -59,25 +46,6 @@ class _Assigned:
     republish: bool = False  # a publication failed: publish [published, decided) again before advancing
 
 
-class _NeedsRefill(Exception):
-    """A batch wants more than its partition and the pool hold while other partitions have stock."""
-
-    def __init__(self, key: tuple[str, int], wanted: int, caps: dict[int, int]) -> None:
-        super().__init__(f"{key[0]}[{key[1]}] needs stock from other partitions")
-        self.key = key
-        self.wanted = wanted
-        self.caps = caps  # at most this much from each partition of the same round (what it does not need itself)
-
-
-class _GapIn(Exception):
-    """A partition's records do not continue its stored offset (see ledger.Gap)."""
-
-    def __init__(self, key: tuple[str, int], gap: ledger.Gap) -> None:
-        super().__init__(f"{key[0]}[{key[1]}]: {gap}")
-        self.key = key
-        self.expected = gap.expected
-
-
 @dataclasses.dataclass
 class _Pending:
     """A partition's messages read but not decided yet (gathered across consume calls into one transaction)."""
@@ -85,34 +53,6 @@ class _Pending:
     due: float  # monotonic time by which they are decided even if the batch is not full
     offsets: list[int] = dataclasses.field(default_factory=list)  # of the records read, in log order
     requests: list[ledger.Request] = dataclasses.field(default_factory=list)  # the records' purchases, in order
-
-
-@dataclasses.dataclass(frozen=True)
-class _Batch:
-    """A committed batch, to publish."""
-
-    state: _Assigned
-    topic: str
-    partition: int
-    sale: domain.Sale
-    made: list[domain.Decision]
-    earlier: list[domain.Decision]
-    left: int
-    start: int  # the request-topic offsets decided: [start, end)
-    end: int
-    seen: _Seen | None = None  # what the round saw under its locks (None when published again)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Seen:
-    """What a round saw of one partition under its locks: its stock, the pool left to it, the batch's exact need and
-    the refills made for it (logged at DEBUG once committed, so a decision can be traced to its round)."""
-
-    remaining: int
-    pool: int
-    need: int
-    refills: int
-    arrivals: tuple[int, int]  # log-append times of the batch's first and last new request (0, 0 when none)
 
 
 class SalesWorker:
@@ -150,7 +90,7 @@ class SalesWorker:
             }
         )
         self._assigned: dict[tuple[str, int], _Assigned] = {}
-        self._rounds = 0  # rounds committed (numbers the DEBUG lines of a round)
+        self._rounds = rounds.Rounds(db, clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sales-worker", daemon=True)
 
@@ -264,240 +204,33 @@ class SalesWorker:
 
     def _decide_round(self, ready: dict[tuple[str, int], _Pending]) -> None:
         """Decide the ready batches of every partition in one transaction, then publish them."""
-        backoff = 0.05
-        bulk = True
-        refilled: collections.Counter[tuple[str, int]] = collections.Counter()
-        self._refill_short(ready, refilled)
-        while ready and not self._stop.is_set():
+        batches = {
+            key: rounds.Ready(state.sale, state.published, held.offsets, held.requests)
+            for key, held in ready.items()
+            if (state := self._assigned.get(key)) is not None
+        }
+        while batches:
             try:
-                batches = self._db.run_sync(functools.partial(self._decide_all, ready, bulk, refilled))
+                decided = self._rounds.decide(batches, self._stop)
                 break
-            except _NeedsRefill as need:  # stock moved meanwhile: refill that partition, decide the round again
-                log.debug("round needs a refill", extra={"partition": need.key[1], "wanted": need.wanted})
-                state = self._assigned.get(need.key)
-                try:
-                    if state is not None:
-                        self._refill(state.sale.sale_id, need.key[1], need.wanted, need.caps)
-                    refilled[need.key] += 1
-                    continue
-                except errors.TemporaryError as exc:
-                    log.warning("refill failed; retrying", extra={"reason": str(exc)})
-            except round_store.StockMoved as moved:
-                log.debug("round saw stock move", extra={"reason": str(moved)})
-                continue
-            except database.Conflict as exc:  # a request id taken meanwhile elsewhere: insert row by row instead
-                log.warning("bulk insert conflict; deciding again", extra={"reason": str(exc)})
-                bulk = False
-                continue
-            except _GapIn as gap:  # read that partition again from its stored offset; decide the others
+            except rounds.Gap as gap:  # read that partition again from its stored offset; decide the others
                 topic, partition = gap.key
                 log.warning("re-reading a partition", extra={"topic": topic, "partition": partition, "gap": str(gap)})
-                del ready[gap.key]
+                del batches[gap.key]
                 self._pending.pop(gap.key, None)
                 self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, gap.expected))
-                continue
-            except errors.TemporaryError as exc:
-                log.warning("round failed; retrying", extra={"reason": str(exc)})
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 2.0)
         else:
+            return
+        if decided is None:
             return  # stopping undecided (nothing was stored: the next owner starts from the stored offsets)
-        if log.isEnabledFor(logging.DEBUG):
-            self._log_round(batches)
-        self._publish_round(batches)
+        published = []
+        for batch in decided:
+            state = self._assigned[(batch.topic, batch.partition)]
+            state.sale = batch.sale
+            published.append((state, batch))
+        self._publish_round(published)
 
-    def _decide_all(
-        self,
-        ready: dict[tuple[str, int], _Pending],
-        bulk: bool,
-        refilled: collections.Counter[tuple[str, int]],
-        tx: database.Tx,
-    ) -> list[_Batch]:
-        """Decide every ready batch in this transaction, sale by sale in topic order (the lock order)."""
-        by_topic: dict[str, dict[int, _Pending]] = {}
-        for (topic, partition), batch in ready.items():
-            if (topic, partition) in self._assigned:  # else revoked meanwhile: its next owner decides it
-                by_topic.setdefault(topic, {})[partition] = batch
-        decided: list[_Batch] = []
-        for topic in sorted(by_topic):
-            decided.extend(self._decide_sale(tx, topic, by_topic[topic], bulk, refilled))
-        return decided
-
-    def _decide_sale(
-        self,
-        tx: database.Tx,
-        topic: str,
-        parts: dict[int, _Pending],
-        bulk: bool,
-        refilled: collections.Counter[tuple[str, int]],
-    ) -> list[_Batch]:
-        """Decide the ready partitions of one sale with a fixed number of statements."""
-        states = {p: self._assigned[(topic, p)] for p in parts}
-        sale = next(iter(states.values())).sale
-        terms = _terms(sale)
-        dialect = self._db.dialect
-        locked = round_store.lock(tx, dialect, sale.sale_id, topic, list(parts))
-        if locked.stock != sale.stock:  # restocked before its first decision: events carry the stock it has now
-            sale = dataclasses.replace(sale, stock=locked.stock, remaining=locked.stock)
-            for state in states.values():
-                state.sale = sale
-        fresh: dict[int, list[ledger.Request]] = {}
-        for partition, batch in parts.items():
-            try:
-                fresh[partition] = ledger.undecided(batch.offsets, batch.requests, locked.next_offset[partition])
-            except ledger.Gap as gap:
-                raise _GapIn((topic, partition), gap) from None
-        everyone = [r for reqs in fresh.values() for r in reqs]
-        held = round_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
-        before = round_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
-        needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
-
-        def outside() -> int:  # stock of the sale's partitions outside this round
-            return ledger_repository.total_remaining(tx, sale.sale_id) - locked.pool - sum(locked.remaining.values())
-
-        pool = locked.pool
-        seen: dict[int, _Seen] = {}
-        writes: list[round_store.PartitionWrite] = []
-        for partition in sorted(parts):
-            remaining = locked.remaining[partition]
-            # Never refuse for want of stock while stock no other batch of this round needs is left elsewhere
-            # (another writer may have drawn the pool since this one was refilled): refill from it and decide the
-            # round again, a bounded number of times.
-            if refilled[(topic, partition)] < _MAX_REFILLS:
-                caps = ledger.refill_caps(partition, needs, locked.remaining, pool, outside)
-                if caps is not None:
-                    raise _NeedsRefill((topic, partition), needs[partition], caps)
-            decision = ledger.decide_batch(terms, fresh[partition], remaining, pool, held, before)
-            reqs = fresh[partition]
-            arrivals = (reqs[0].arrived_at, reqs[-1].arrived_at) if reqs else (0, 0)
-            seen[partition] = _Seen(remaining, pool, needs[partition], refilled[(topic, partition)], arrivals)
-            pool -= decision.drawn
-            end = max(parts[partition].offsets[-1] + 1, locked.next_offset[partition])
-            writes.append(round_store.PartitionWrite(partition, decision, end, states[partition].published))
-        accepted = [v.request.request_id for w in writes for v in w.batch.verdicts if v.outcome is _ACCEPTED]
-        reservations = dict(zip(accepted, _reservation_ids(len(accepted)), strict=True))
-        now = self._clock()  # decided_at: when the round is written, just before its commit
-        round_store.write(tx, dialect, sale.sale_id, topic, writes, reservations, now, bulk)
-        duplicates = [r for w in writes for r in w.batch.duplicates]
-        earlier = {d.request_id: d for d in (repository.get_decision(tx, r.request_id) for r in duplicates) if d}
-        left = ledger_repository.total_remaining(tx, sale.sale_id)
-        out = []
-        for w in writes:
-            made = [
-                domain.Decision(
-                    request_id=v.request.request_id,
-                    sale_id=sale.sale_id,
-                    user_id=v.request.user_id,
-                    quantity=v.request.quantity,
-                    outcome=v.outcome,
-                    reservation_id=reservations.get(v.request.request_id, ""),
-                    decided_at=now,
-                )
-                for v in w.batch.verdicts
-            ]
-            again = [earlier[r.request_id] for r in w.batch.duplicates if r.request_id in earlier]
-            start = locked.next_offset[w.partition]
-            out.append(
-                _Batch(
-                    states[w.partition],
-                    topic,
-                    w.partition,
-                    sale,
-                    made,
-                    again,
-                    left,
-                    start,
-                    w.next_offset,
-                    seen[w.partition],
-                )
-            )
-        return out
-
-    def _log_round(self, batches: list[_Batch]) -> None:
-        """One DEBUG line per committed batch: offsets, what the round saw, and what it decided."""
-        self._rounds += 1
-        for batch in batches:
-            outcomes = collections.Counter(d.outcome.value for d in batch.made)
-            log.debug(
-                "batch decided",
-                extra={
-                    "round": self._rounds,
-                    "topic": batch.topic,
-                    "partition": batch.partition,
-                    "start": batch.start,
-                    "end": batch.end,
-                    "seen": dataclasses.asdict(batch.seen) if batch.seen else None,
-                    "outcomes": dict(outcomes),
-                    "units": sum(d.quantity for d in batch.made if d.outcome is _ACCEPTED),
-                    "left": batch.left,
-                },
-            )
-
-    def _refill_short(
-        self, ready: dict[tuple[str, int], _Pending], refilled: collections.Counter[tuple[str, int]]
-    ) -> None:
-        """Before a round, refill the partitions whose batch may want more than the partition and the pool hold
-        (one read per sale when none does)."""
-        by_sale: dict[str, list[tuple[str, int]]] = {}
-        for key in ready:
-            state = self._assigned.get(key)
-            if state is not None:
-                by_sale.setdefault(state.sale.sale_id, []).append(key)
-        try:
-            for sale_id, keys in by_sale.items():
-                found = self._db.run_sync(functools.partial(ledger_repository.prepared, sale_id=sale_id))
-                if found is None:
-                    continue
-                left = {p.partition: p.remaining for p in found.partitions}
-                demands = {key: ledger.demand(_terms(self._assigned[key].sale), ready[key].requests) for key in keys}
-                for key in keys:
-                    if demands[key] > left.get(key[1], 0) + found.pool_remaining:
-                        caps = {k[1]: max(0, left.get(k[1], 0) - d) for k, d in demands.items() if k != key}
-                        self._refill(sale_id, key[1], demands[key], caps)
-                        refilled[key] += 1
-        except errors.TemporaryError as exc:  # the round's own check asks again once the database answers
-            log.warning("refill before a round failed", extra={"reason": str(exc)})
-
-    def _refill(self, sale_id: str, partition: int, wanted: int, caps: dict[int, int] | None = None) -> None:
-        """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
-        into the pool (one short transaction per donor, so a sale never reports sold out with stock elsewhere).
-        `caps` bounds what partitions of the same round may give (what they do not need themselves)."""
-        if wanted <= 0:
-            return
-        found = self._db.run_sync(lambda tx: ledger_repository.prepared(tx, sale_id))
-        if found is None:
-            return
-        mine = next((p.remaining for p in found.partitions if p.partition == partition), 0)
-        short = wanted - mine - found.pool_remaining
-        donors = sorted(
-            (p for p in found.partitions if p.partition != partition and p.remaining > 0), key=lambda p: -p.remaining
-        )
-        for donor in donors:
-            if short <= 0:
-                return
-            units = min(short, caps.get(donor.partition, short)) if caps is not None else short
-            if units <= 0:
-                continue
-            moved = self._db.run_sync(
-                functools.partial(
-                    ledger_repository.move_to_pool, sale_id=sale_id, partition=donor.partition, units=units
-                )
-            )
-            log.debug(
-                "refilled",
-                extra={
-                    "sale_id": sale_id,
-                    "partition": partition,
-                    "donor": donor.partition,
-                    "asked": units,
-                    "moved": moved,
-                    "short": short,
-                    "pool_seen": found.pool_remaining,
-                },
-            )
-            short -= moved
-
-    def _events(self, batch: _Batch) -> list[tuple[str, str, bytes]]:
+    def _events(self, batch: rounds.Decided) -> list[tuple[str, str, bytes]]:
         """purchases.decided events of a batch (one per _EVENT_DECISIONS decisions, so an event stays well below
         Kafka's message size limit)."""
         occurred = timeutil.to_timestamp(self._clock())
@@ -511,12 +244,12 @@ class SalesWorker:
             items.append((topics.SALES, env.key, env.SerializeToString()))
         return items
 
-    def _publish_round(self, batches: list[_Batch]) -> None:
+    def _publish_round(self, batches: list[_Publishing]) -> None:
         """Send a committed round's events without waiting; once Kafka acknowledged them all, the partitions'
         published offsets advance and the decisions are handed over (a failure marks them for re-publishing)."""
-        for batch in batches:
-            batch.state.decided = max(batch.state.decided, batch.end)
-        items = [item for batch in batches for item in self._events(batch)]
+        for state, batch in batches:
+            state.decided = max(state.decided, batch.end)
+        items = [item for _, batch in batches for item in self._events(batch)]
         if not items:
             self._acknowledged(batches)
             return
@@ -533,19 +266,19 @@ class SalesWorker:
                     return
             if failed:
                 log.warning("publishing decisions failed; publishing again", extra={"reason": str(failed[0])})
-                for batch in batches:
-                    batch.state.republish = True
+                for state, _ in batches:
+                    state.republish = True
             else:
                 self._acknowledged(batches)
 
         for topic, key, value in items:
             self._producer.produce(topic, key, value, on_done)
 
-    def _acknowledged(self, batches: list[_Batch]) -> None:
-        for batch in batches:
-            if not batch.state.republish:  # published only advances over what was acknowledged, in order
-                batch.state.published = max(batch.state.published, batch.end)
-        self._on_decided([d for batch in batches for d in (*batch.made, *batch.earlier)])
+    def _acknowledged(self, batches: list[_Publishing]) -> None:
+        for state, batch in batches:
+            if not state.republish:  # published only advances over what was acknowledged, in order
+                state.published = max(state.published, batch.end)
+        self._on_decided([d for _, batch in batches for d in (*batch.made, *batch.earlier)])
 
     def _republish_failed(self) -> None:
         for (topic, partition), state in list(self._assigned.items()):
@@ -567,23 +300,12 @@ class SalesWorker:
             domain.Decision(rid, sale.sale_id, user, qty, domain.Outcome(outcome), res, self._clock())
             for rid, user, qty, outcome, res in rows
         ]
-        batch = _Batch(state, topic, partition, sale, made, [], left, start, end)
-        self._producer.produce_all(self._events(batch))
+        self._producer.produce_all(self._events(rounds.Decided(topic, partition, sale, made, [], left, start, end)))
         self._db.run_sync(lambda tx: ledger_repository.mark_published(tx, topic, partition, end))
         state.republish = False
         state.published = max(state.published, end)
         self._on_decided(made)
         log.info("re-published decisions", extra={"topic": topic, "partition": partition, "count": len(made)})
-
-
-def _reservation_ids(count: int) -> list[str]:
-    """`count` new random reservation ids (32 hex digits, like a UUID's), from one read of the OS's randomness."""
-    drawn = os.urandom(16 * count).hex()
-    return [drawn[i : i + 32] for i in range(0, 32 * count, 32)]
-
-
-def _terms(sale: domain.Sale) -> ledger.Terms:
-    return ledger.Terms(sale.sale_id, sale.starts_at, sale.ends_at, sale.per_user_limit)
 
 
 def _requests(msg: confluent_kafka.Message) -> list[ledger.Request]:

@@ -1,0 +1,297 @@
+"""A worker's round: the ready batches of every partition it holds, decided and stored in one transaction.
+
+The worker (consumer, batching, publication) hands a round the batches it read; the round decides them in log
+order with the pure `ledger`, stores them with `round_store` and returns what it committed. A crash anywhere
+before the commit leaves nothing behind, so the next owner replays to the same decisions.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from flashsale.common import database, errors
+from flashsale.sales import domain, ledger, ledger_repository, repository, round_store
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, int]  # (request topic, partition)
+_ACCEPTED = domain.Outcome.ACCEPTED
+# Refills of one partition within one round at most (each moves what other partitions hold into the pool; racing
+# writers drawing the pool meanwhile could otherwise keep a round retrying).
+_MAX_REFILLS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Ready:
+    """A partition's records read and not decided yet, with what the round needs to know of the partition."""
+
+    sale: domain.Sale
+    published: int  # the partition's published offset, stored again with the round's offsets
+    offsets: list[int]  # of the records read, in log order
+    requests: list[ledger.Request]  # the records' purchases, in order
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """What a round saw of one partition under its locks: its stock, the pool left to it, the batch's exact need and
+    the refills made for it (logged at DEBUG once committed, so a decision can be traced to its round)."""
+
+    remaining: int
+    pool: int
+    need: int
+    refills: int
+    arrivals: tuple[int, int]  # log-append times of the batch's first and last new request (0, 0 when none)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decided:
+    """A committed batch of one partition, to publish."""
+
+    topic: str
+    partition: int
+    sale: domain.Sale  # the sale as the round found it (its stock may have changed before the first decision)
+    made: list[domain.Decision]
+    earlier: list[domain.Decision]  # the first decisions of request ids seen again
+    left: int  # units left in the sale after the round
+    start: int  # the request-topic offsets decided: [start, end)
+    end: int
+    seen: Seen | None = None  # None when published again from the database
+
+
+class Gap(Exception):
+    """A partition's records do not continue its stored offset (see ledger.Gap): read it again from `expected`."""
+
+    def __init__(self, key: Key, gap: ledger.Gap) -> None:
+        super().__init__(f"{key[0]}[{key[1]}]: {gap}")
+        self.key = key
+        self.expected = gap.expected
+
+
+class _NeedsRefill(Exception):
+    """A batch wants more than its partition and the pool hold while other partitions have stock."""
+
+    def __init__(self, key: Key, wanted: int, caps: dict[int, int]) -> None:
+        super().__init__(f"{key[0]}[{key[1]}] needs stock from other partitions")
+        self.key = key
+        self.wanted = wanted
+        self.caps = caps  # at most this much from each partition of the same round (what it does not need itself)
+
+
+class Rounds:
+    """Decides rounds on one database (a worker's; its clock stamps decided_at)."""
+
+    def __init__(self, db: database.Database, clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+        self._db = db
+        self._clock = clock
+        self._count = 0  # rounds committed (numbers the DEBUG lines of a round)
+
+    def decide(self, ready: Mapping[Key, Ready], stop: threading.Event) -> list[Decided] | None:
+        """Decide the ready batches in one transaction, retrying what the database or a moving stock refused;
+        None when `stop` was set first (nothing stored). Raises Gap for a partition to read again."""
+        backoff = 0.05
+        bulk = True
+        refilled: collections.Counter[Key] = collections.Counter()
+        self._refill_short(ready, refilled)
+        while not stop.is_set():
+            try:
+                decided = self._db.run_sync(functools.partial(self._decide_all, ready, bulk, refilled))
+                if log.isEnabledFor(logging.DEBUG):
+                    self._log(decided)
+                return decided
+            except _NeedsRefill as need:  # stock moved meanwhile: refill that partition, decide the round again
+                log.debug("round needs a refill", extra={"partition": need.key[1], "wanted": need.wanted})
+                try:
+                    self._refill(ready[need.key].sale.sale_id, need.key[1], need.wanted, need.caps)
+                    refilled[need.key] += 1
+                    continue
+                except errors.TemporaryError as exc:
+                    log.warning("refill failed; retrying", extra={"reason": str(exc)})
+            except round_store.StockMoved as moved:
+                log.debug("round saw stock move", extra={"reason": str(moved)})
+                continue
+            except database.Conflict as exc:  # a request id taken meanwhile elsewhere: insert row by row instead
+                log.warning("bulk insert conflict; deciding again", extra={"reason": str(exc)})
+                bulk = False
+                continue
+            except errors.TemporaryError as exc:
+                log.warning("round failed; retrying", extra={"reason": str(exc)})
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+        return None
+
+    def _decide_all(
+        self, ready: Mapping[Key, Ready], bulk: bool, refilled: collections.Counter[Key], tx: database.Tx
+    ) -> list[Decided]:
+        """Decide every ready batch in this transaction, sale by sale in topic order (the lock order)."""
+        by_topic: dict[str, dict[int, Ready]] = {}
+        for (topic, partition), batch in ready.items():
+            by_topic.setdefault(topic, {})[partition] = batch
+        decided: list[Decided] = []
+        for topic in sorted(by_topic):
+            decided.extend(self._decide_sale(tx, topic, by_topic[topic], bulk, refilled))
+        return decided
+
+    def _decide_sale(
+        self, tx: database.Tx, topic: str, parts: dict[int, Ready], bulk: bool, refilled: collections.Counter[Key]
+    ) -> list[Decided]:
+        """Decide the ready partitions of one sale with a fixed number of statements."""
+        sale = next(iter(parts.values())).sale
+        terms = _terms(sale)
+        dialect = self._db.dialect
+        locked = round_store.lock(tx, dialect, sale.sale_id, topic, list(parts))
+        if locked.stock != sale.stock:  # restocked before its first decision: events carry the stock it has now
+            sale = dataclasses.replace(sale, stock=locked.stock, remaining=locked.stock)
+        fresh: dict[int, list[ledger.Request]] = {}
+        for partition, batch in parts.items():
+            try:
+                fresh[partition] = ledger.undecided(batch.offsets, batch.requests, locked.next_offset[partition])
+            except ledger.Gap as gap:
+                raise Gap((topic, partition), gap) from None
+        everyone = [r for reqs in fresh.values() for r in reqs]
+        held = round_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
+        before = round_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
+        needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
+
+        def outside() -> int:  # stock of the sale's partitions outside this round
+            return ledger_repository.total_remaining(tx, sale.sale_id) - locked.pool - sum(locked.remaining.values())
+
+        pool = locked.pool
+        seen: dict[int, Seen] = {}
+        writes: list[round_store.PartitionWrite] = []
+        for partition in sorted(parts):
+            remaining = locked.remaining[partition]
+            # Never refuse for want of stock while stock no other batch of this round needs is left elsewhere
+            # (another writer may have drawn the pool since this one was refilled): refill from it and decide the
+            # round again, a bounded number of times.
+            if refilled[(topic, partition)] < _MAX_REFILLS:
+                caps = ledger.refill_caps(partition, needs, locked.remaining, pool, outside)
+                if caps is not None:
+                    raise _NeedsRefill((topic, partition), needs[partition], caps)
+            decision = ledger.decide_batch(terms, fresh[partition], remaining, pool, held, before)
+            reqs = fresh[partition]
+            arrivals = (reqs[0].arrived_at, reqs[-1].arrived_at) if reqs else (0, 0)
+            seen[partition] = Seen(remaining, pool, needs[partition], refilled[(topic, partition)], arrivals)
+            pool -= decision.drawn
+            end = max(parts[partition].offsets[-1] + 1, locked.next_offset[partition])
+            writes.append(round_store.PartitionWrite(partition, decision, end, parts[partition].published))
+        accepted = [v.request.request_id for w in writes for v in w.batch.verdicts if v.outcome is _ACCEPTED]
+        reservations = dict(zip(accepted, _reservation_ids(len(accepted)), strict=True))
+        now = self._clock()  # decided_at: when the round is written, just before its commit
+        round_store.write(tx, dialect, sale.sale_id, topic, writes, reservations, now, bulk)
+        duplicates = [r for w in writes for r in w.batch.duplicates]
+        earlier = {d.request_id: d for d in (repository.get_decision(tx, r.request_id) for r in duplicates) if d}
+        left = ledger_repository.total_remaining(tx, sale.sale_id)
+        out = []
+        for w in writes:
+            made = [
+                domain.Decision(
+                    request_id=v.request.request_id,
+                    sale_id=sale.sale_id,
+                    user_id=v.request.user_id,
+                    quantity=v.request.quantity,
+                    outcome=v.outcome,
+                    reservation_id=reservations.get(v.request.request_id, ""),
+                    decided_at=now,
+                )
+                for v in w.batch.verdicts
+            ]
+            again = [earlier[r.request_id] for r in w.batch.duplicates if r.request_id in earlier]
+            start = locked.next_offset[w.partition]
+            out.append(Decided(topic, w.partition, sale, made, again, left, start, w.next_offset, seen[w.partition]))
+        return out
+
+    def _refill_short(self, ready: Mapping[Key, Ready], refilled: collections.Counter[Key]) -> None:
+        """Before a round, refill the partitions whose batch may want more than the partition and the pool hold
+        (one read per sale when none does)."""
+        by_sale: dict[str, list[Key]] = {}
+        for key, batch in ready.items():
+            by_sale.setdefault(batch.sale.sale_id, []).append(key)
+        try:
+            for sale_id, keys in by_sale.items():
+                found = self._db.run_sync(functools.partial(ledger_repository.prepared, sale_id=sale_id))
+                if found is None:
+                    continue
+                left = {p.partition: p.remaining for p in found.partitions}
+                demands = {key: ledger.demand(_terms(ready[key].sale), ready[key].requests) for key in keys}
+                for key in keys:
+                    if demands[key] > left.get(key[1], 0) + found.pool_remaining:
+                        caps = {k[1]: max(0, left.get(k[1], 0) - d) for k, d in demands.items() if k != key}
+                        self._refill(sale_id, key[1], demands[key], caps)
+                        refilled[key] += 1
+        except errors.TemporaryError as exc:  # the round's own check asks again once the database answers
+            log.warning("refill before a round failed", extra={"reason": str(exc)})
+
+    def _refill(self, sale_id: str, partition: int, wanted: int, caps: dict[int, int] | None = None) -> None:
+        """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
+        into the pool (one short transaction per donor, so a sale never reports sold out with stock elsewhere).
+        `caps` bounds what partitions of the same round may give (what they do not need themselves)."""
+        if wanted <= 0:
+            return
+        found = self._db.run_sync(lambda tx: ledger_repository.prepared(tx, sale_id))
+        if found is None:
+            return
+        mine = next((p.remaining for p in found.partitions if p.partition == partition), 0)
+        short = wanted - mine - found.pool_remaining
+        donors = sorted(
+            (p for p in found.partitions if p.partition != partition and p.remaining > 0), key=lambda p: -p.remaining
+        )
+        for donor in donors:
+            if short <= 0:
+                return
+            units = min(short, caps.get(donor.partition, short)) if caps is not None else short
+            if units <= 0:
+                continue
+            moved = self._db.run_sync(
+                functools.partial(
+                    ledger_repository.move_to_pool, sale_id=sale_id, partition=donor.partition, units=units
+                )
+            )
+            log.debug(
+                "refilled",
+                extra={
+                    "sale_id": sale_id,
+                    "partition": partition,
+                    "donor": donor.partition,
+                    "asked": units,
+                    "moved": moved,
+                    "short": short,
+                    "pool_seen": found.pool_remaining,
+                },
+            )
+            short -= moved
+
+    def _log(self, decided: list[Decided]) -> None:
+        """One DEBUG line per committed batch: offsets, what the round saw, and what it decided."""
+        self._count += 1
+        for batch in decided:
+            log.debug(
+                "batch decided",
+                extra={
+                    "round": self._count,
+                    "topic": batch.topic,
+                    "partition": batch.partition,
+                    "start": batch.start,
+                    "end": batch.end,
+                    "seen": dataclasses.asdict(batch.seen) if batch.seen else None,
+                    "outcomes": dict(collections.Counter(d.outcome.value for d in batch.made)),
+                    "units": sum(d.quantity for d in batch.made if d.outcome is _ACCEPTED),
+                    "left": batch.left,
+                },
+            )
+
+
+def _reservation_ids(count: int) -> list[str]:
+    """`count` new random reservation ids (32 hex digits, like a UUID's), from one read of the OS's randomness."""
+    drawn = os.urandom(16 * count).hex()
+    return [drawn[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
+def _terms(sale: domain.Sale) -> ledger.Terms:
+    return ledger.Terms(sale.sale_id, sale.starts_at, sale.ends_at, sale.per_user_limit)
