@@ -53,10 +53,6 @@ def test_a_request_id_keeps_its_first_decision() -> None:
     assert batch.taken == 1
 
 
-def test_demand_counts_only_requests_inside_the_window() -> None:
-    assert ledger.demand(TERMS, [_r("1", "a", 2), _r("2", "b", at=5), _r("3", "c", 3, at=1_999)]) == 5
-
-
 def test_split_spreads_the_remainder_and_keeps_the_reserve() -> None:
     assert partitioning.split(10, 4, 1) == [3, 2, 2, 2]
     assert sum(partitioning.split(1_000_003, 7, 3)) == 1_000_000
@@ -109,18 +105,17 @@ def test_need_is_what_the_batch_would_take_with_unlimited_stock() -> None:
     assert unlimited.taken == 3
 
 
-def test_a_short_batch_waits_for_stock_no_other_batch_of_its_round_needs() -> None:
-    def nothing_outside() -> int:
-        return 0
+def test_the_shortfall_is_what_the_partitions_and_the_pool_do_not_cover() -> None:
+    assert ledger.shortfall({0: 5, 1: 1}, {0: 3, 1: 9}, 2) == 0  # partition 0 lacks 2, the pool has them
+    assert ledger.shortfall({0: 5, 1: 4}, {0: 3, 1: 1}, 2) == 3  # 2 + 3 beyond the partitions, 2 in the pool
+    assert ledger.shortfall({0: 0}, {0: 0}, 0) == 0
 
-    def asked() -> int:
-        raise AssertionError("outside stock asked while the batch has enough")
 
-    # enough in the partition plus the pool: no refill, and the database is not asked
-    assert ledger.refill_caps(0, {0: 5, 1: 1}, {0: 3, 1: 9}, 2, asked) is None
-    # partition 1 holds 8 it does not need: partition 0 may take that much from it
-    assert ledger.refill_caps(0, {0: 9, 1: 1}, {0: 3, 1: 9}, 2, nothing_outside) == {1: 8}
-    # partition 1 needs all its stock and nothing is left outside the round: refusing is fair
-    assert ledger.refill_caps(0, {0: 9, 1: 9}, {0: 3, 1: 9}, 2, nothing_outside) is None
-    # stock outside the round is enough reason to refill, even when the round has none to spare
-    assert ledger.refill_caps(0, {0: 9, 1: 9}, {0: 3, 1: 9}, 2, lambda: 4) == {1: 0}
+def test_a_refill_takes_what_the_round_does_not_need_then_the_fullest_partitions_outside_it() -> None:
+    remaining = {0: 0, 1: 9, 2: 4, 3: 6}
+    # the round holds 0 and 1; 1 needs 5 of its 9: its 4 spare go first, then 3 (the fullest outside) gives the rest
+    assert ledger.refill({0: 8, 1: 5}, remaining, 1) == {1: 4, 3: 3}
+    # nothing short: nothing moves
+    assert ledger.refill({0: 0, 1: 9}, remaining, 0) == {}
+    # more wanted than the sale holds: every spare unit moves, the rest is refused (fairly: there is none)
+    assert ledger.refill({0: 30, 1: 9}, remaining, 2) == {3: 6, 2: 4}

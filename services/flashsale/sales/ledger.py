@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from flashsale.sales import domain
@@ -126,11 +126,6 @@ def undecided(offsets: Sequence[int], requests: Sequence[Request], start: int) -
     return [r for r in requests if r.offset >= start]
 
 
-def demand(terms: Terms, requests: Sequence[Request]) -> int:
-    """An upper bound of the units a batch may reserve (requests inside the window)."""
-    return sum(r.quantity for r in requests if terms.starts_at <= r.arrived_at < terms.ends_at)
-
-
 def need(terms: Terms, requests: Sequence[Request], held: dict[str, int], decided_before: set[str]) -> int:
     """The units a batch would reserve if stock were unlimited: new request ids inside the window and within the
     per-user limit (given what each user holds), exactly as decide_batch would take them."""
@@ -150,17 +145,31 @@ def need(terms: Terms, requests: Sequence[Request], held: dict[str, int], decide
     return units
 
 
-def refill_caps(
-    partition: int, needs: Mapping[int, int], remaining: Mapping[int, int], pool: int, outside: Callable[[], int]
-) -> dict[int, int] | None:
-    """Whether the batch of `partition` must wait for a refill, and from whom.
+def shortfall(needs: Mapping[int, int], remaining: Mapping[int, int], pool: int) -> int:
+    """Units the round's batches need beyond their own partitions' stock and the pool (0 when these cover them).
 
-    `needs` and `remaining` cover the round's partitions (a batch's exact need, each partition's stock), `pool` is
-    what the pool holds now and `outside()` the stock of partitions outside the round (asked only when the batch is
-    short). None when the batch has enough, or when no stock is left that another batch of the round does not need
-    (refusing is then fair); else what each other partition of the round may give: what it does not need itself.
+    `needs` is each batch's exact need (by partition), `remaining` each partition's stock."""
+    beyond = sum(max(0, need - remaining[partition]) for partition, need in needs.items())
+    return max(0, beyond - pool)
+
+
+def refill(needs: Mapping[int, int], remaining: Mapping[int, int], pool: int) -> dict[int, int]:
+    """Units to move from each partition into the pool so that it covers the round's shortfall, or as much of it as
+    the sale holds.
+
+    `remaining` covers every partition of the sale (the round holds all of them); `needs` the round's batches.
+    Partitions of the round give only what their own batch does not need, and give first (that stock is wanted by
+    nobody now); then the other partitions, the fullest first. Whatever the round still lacks after this is stock
+    the sale does not have, so refusing it is fair.
     """
-    if needs[partition] <= remaining[partition] + pool:
-        return None
-    caps = {q: max(0, remaining[q] - needs[q]) for q in remaining if q != partition}
-    return caps if sum(caps.values()) > 0 or outside() > 0 else None
+    short = shortfall(needs, remaining, pool)
+    spare = {q: left - needs.get(q, 0) for q, left in remaining.items() if left > needs.get(q, 0)}
+    order = sorted(spare, key=lambda q: (q not in needs, -spare[q], q))
+    moves: dict[int, int] = {}
+    for donor in order:
+        if short <= 0:
+            break
+        units = min(short, spare[donor])
+        moves[donor] = units
+        short -= units
+    return moves

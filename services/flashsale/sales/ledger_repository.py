@@ -116,25 +116,6 @@ def decisions_between(
     return [(str(a), str(b), int(c), str(d), str(e)) for a, b, c, d, e in rows]
 
 
-def move_to_pool(tx: database.Tx, sale_id: str, partition: int, units: int) -> int:
-    """Move up to `units` from a partition into the pool; how many moved (locks one partition, then the pool)."""
-    row = tx.fetchone("SELECT remaining FROM sale_partitions WHERE sale_id = ? AND partition = ?", (sale_id, partition))
-    if row is None:
-        return 0
-    moving = min(units, int(row[0]))
-    if moving <= 0:
-        return 0
-    changed = tx.execute(
-        "UPDATE sale_partitions SET remaining = remaining - ?, stock = stock - ? "
-        "WHERE sale_id = ? AND partition = ? AND remaining >= ?",
-        (moving, moving, sale_id, partition, moving),
-    )
-    if changed != 1:
-        return 0
-    tx.execute("UPDATE sale_pools SET remaining = remaining + ? WHERE sale_id = ?", (moving, sale_id))
-    return moving
-
-
 def total_remaining(tx: database.Tx, sale_id: str) -> int:
     """Units left in every partition plus the pool."""
     parts = tx.fetchone("SELECT COALESCE(SUM(remaining), 0) FROM sale_partitions WHERE sale_id = ?", (sale_id,))

@@ -51,7 +51,7 @@ class StockMoved(Exception):
 class Locked:
     """What a round reads under its locks: each partition's remaining stock and next offset, and the pool."""
 
-    remaining: dict[int, int]
+    remaining: dict[int, int]  # of the round's partitions (of every partition of the sale in a whole-sale round)
     next_offset: dict[int, int]
     pool: int
     stock: int  # the sale's stock now (it may change until the first decision)
@@ -84,39 +84,63 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-def lock(tx: database.Tx, dialect: str, sale_id: str, topic: str, partitions: Sequence[int]) -> Locked:
-    """Lock the partitions' rows in partition order (PostgreSQL) and read their stock, offsets and the pool.
+def lock(
+    tx: database.Tx, dialect: str, sale_id: str, topic: str, partitions: Sequence[int], whole_sale: bool = False
+) -> Locked:
+    """Lock the round's partition rows in partition order (PostgreSQL) and read their stock, offsets and the pool.
 
-    The stored offsets read under these locks cannot be moved by another writer before this round commits."""
+    The stored offsets read under these locks cannot be moved by another writer before this round commits. With
+    `whole_sale` every partition of the sale is locked and read, and the pool too: nobody else can take or move the
+    sale's stock until the round commits (the lock order stays partitions in order, then the pool)."""
     parts = sorted(partitions)
     if dialect == "postgres":
+        among = "" if whole_sale else f"AND partition = ANY({_INTS}) "
         rows = tx.fetchall(
-            "SELECT partition, remaining FROM sale_partitions WHERE sale_id = ? "
-            f"AND partition = ANY({_INTS}) ORDER BY partition FOR UPDATE",
-            (sale_id, _ints(parts)),
+            f"SELECT partition, remaining FROM sale_partitions WHERE sale_id = ? {among}ORDER BY partition FOR UPDATE",
+            (sale_id,) if whole_sale else (sale_id, _ints(parts)),
         )
         offsets = tx.fetchall(
             f"SELECT partition, next_offset FROM partition_offsets WHERE topic = ? AND partition = ANY({_INTS})",
             (topic, _ints(parts)),
         )
+        pool = tx.fetchone(
+            f"SELECT remaining FROM sale_pools WHERE sale_id = ?{' FOR UPDATE' if whole_sale else ''}", (sale_id,)
+        )
     else:
         among = f"partition IN ({_marks(len(parts))})"
+        which = "" if whole_sale else f" AND {among}"
         rows = tx.fetchall(
-            f"SELECT partition, remaining FROM sale_partitions WHERE sale_id = ? AND {among}", (sale_id, *parts)
+            f"SELECT partition, remaining FROM sale_partitions WHERE sale_id = ?{which}",
+            (sale_id,) if whole_sale else (sale_id, *parts),
         )
         offsets = tx.fetchall(
             f"SELECT partition, next_offset FROM partition_offsets WHERE topic = ? AND {among}", (topic, *parts)
         )
+        pool = tx.fetchone("SELECT remaining FROM sale_pools WHERE sale_id = ?", (sale_id,))
     remaining = {int(p): int(r) for p, r in rows}
     missing = set(parts) - set(remaining)
     if missing:
         raise LookupError(f"sale {sale_id} has no partitions {sorted(missing)}")
     stored = {int(p): int(o) for p, o in offsets}
-    pool = tx.fetchone("SELECT remaining FROM sale_pools WHERE sale_id = ?", (sale_id,))
     stock = tx.fetchone("SELECT stock FROM sales WHERE sale_id = ?", (sale_id,))
     return Locked(
         remaining, {p: stored.get(p, 0) for p in parts}, int(pool[0]) if pool else 0, int(stock[0]) if stock else 0
     )
+
+
+def move_to_pool(tx: database.Tx, sale_id: str, moves: dict[int, int]) -> None:
+    """Move units from partitions into the pool, under the locks of a whole-sale round (StockMoved if a partition
+    no longer holds them, which those locks rule out)."""
+    for partition, units in sorted(moves.items()):
+        changed = tx.execute(
+            "UPDATE sale_partitions SET remaining = remaining - ?, stock = stock - ? "
+            "WHERE sale_id = ? AND partition = ? AND remaining >= ?",
+            (units, units, sale_id, partition, units),
+        )
+        if changed != 1:
+            raise StockMoved(f"partition {partition} changed")
+    if moves:
+        tx.execute("UPDATE sale_pools SET remaining = remaining + ? WHERE sale_id = ?", (sum(moves.values()), sale_id))
 
 
 def held(tx: database.Tx, dialect: str, sale_id: str, users: Sequence[str]) -> dict[str, int]:

@@ -23,9 +23,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, int]  # (request topic, partition)
 _ACCEPTED = domain.Outcome.ACCEPTED
-# Refills of one partition within one round at most (each moves what other partitions hold into the pool; racing
-# writers drawing the pool meanwhile could otherwise keep a round retrying).
-_MAX_REFILLS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +37,14 @@ class Ready:
 
 @dataclasses.dataclass(frozen=True)
 class Seen:
-    """What a round saw of one partition under its locks: its stock, the pool left to it, the batch's exact need and
-    the refills made for it (logged at DEBUG once committed, so a decision can be traced to its round)."""
+    """What a round saw of one partition under its locks: its stock (after the round's refill), the pool left to it,
+    the batch's exact need, and whether the round held the whole sale (logged at DEBUG once committed, so a decision
+    can be traced to its round)."""
 
     remaining: int
     pool: int
     need: int
-    refills: int
+    whole_sale: bool
     arrivals: tuple[int, int]  # log-append times of the batch's first and last new request (0, 0 when none)
 
 
@@ -74,46 +72,47 @@ class Gap(Exception):
         self.expected = gap.expected
 
 
-class _NeedsRefill(Exception):
-    """A batch wants more than its partition and the pool hold while other partitions have stock."""
+class _Short(Exception):
+    """The batches of a round need more of a sale than their partitions and the pool hold: decide it again holding
+    the whole sale."""
 
-    def __init__(self, key: Key, wanted: int, caps: dict[int, int]) -> None:
-        super().__init__(f"{key[0]}[{key[1]}] needs stock from other partitions")
-        self.key = key
-        self.wanted = wanted
-        self.caps = caps  # at most this much from each partition of the same round (what it does not need itself)
+    def __init__(self, sale_id: str) -> None:
+        super().__init__(f"sale {sale_id} is short in this round")
+        self.sale_id = sale_id
 
 
 class Rounds:
-    """Decides rounds on one database (a worker's; its clock stamps decided_at)."""
+    """Decides rounds on one database (a worker's; its clock stamps decided_at).
+
+    A round locks only its own partitions while they hold what their batches need (with the pool). Once a round of a
+    sale runs short, that sale's rounds lock every partition of it and the pool, take the stock they lack from the
+    other partitions in the same transaction, and refuse only what the whole sale does not hold: a refusal for want
+    of stock is then final until stock is released, so no later request of the partition gets what an earlier one
+    was refused (first come, first served), whatever other writers do meanwhile.
+    """
 
     def __init__(self, db: database.Database, clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self._db = db
         self._clock = clock
         self._count = 0  # rounds committed (numbers the DEBUG lines of a round)
+        self._whole: set[str] = set()  # sales whose rounds hold the whole sale (one of them ran short)
 
     def decide(self, ready: Mapping[Key, Ready], stop: threading.Event) -> list[Decided] | None:
         """Decide the ready batches in one transaction, retrying what the database or a moving stock refused;
         None when `stop` was set first (nothing stored). Raises Gap for a partition to read again."""
         backoff = 0.05
         bulk = True
-        refilled: collections.Counter[Key] = collections.Counter()
-        self._refill_short(ready, refilled)
         while not stop.is_set():
             try:
-                decided = self._db.run_sync(functools.partial(self._decide_all, ready, bulk, refilled))
+                decided = self._db.run_sync(functools.partial(self._decide_all, ready, bulk))
                 if log.isEnabledFor(logging.DEBUG):
                     self._log(decided)
                 return decided
-            except _NeedsRefill as need:  # stock moved meanwhile: refill that partition, decide the round again
-                log.debug("round needs a refill", extra={"partition": need.key[1], "wanted": need.wanted})
-                try:
-                    self._refill(ready[need.key].sale.sale_id, need.key[1], need.wanted, need.caps)
-                    refilled[need.key] += 1
-                    continue
-                except errors.TemporaryError as exc:
-                    log.warning("refill failed; retrying", extra={"reason": str(exc)})
-            except round_store.StockMoved as moved:
+            except _Short as short:
+                log.debug("round short of stock; holding the whole sale from now on", extra={"sale_id": short.sale_id})
+                self._whole.add(short.sale_id)
+                continue
+            except round_store.StockMoved as moved:  # another writer drew the pool meanwhile
                 log.debug("round saw stock move", extra={"reason": str(moved)})
                 continue
             except database.Conflict as exc:  # a request id taken meanwhile elsewhere: insert row by row instead
@@ -126,26 +125,23 @@ class Rounds:
             backoff = min(backoff * 2, 2.0)
         return None
 
-    def _decide_all(
-        self, ready: Mapping[Key, Ready], bulk: bool, refilled: collections.Counter[Key], tx: database.Tx
-    ) -> list[Decided]:
+    def _decide_all(self, ready: Mapping[Key, Ready], bulk: bool, tx: database.Tx) -> list[Decided]:
         """Decide every ready batch in this transaction, sale by sale in topic order (the lock order)."""
         by_topic: dict[str, dict[int, Ready]] = {}
         for (topic, partition), batch in ready.items():
             by_topic.setdefault(topic, {})[partition] = batch
         decided: list[Decided] = []
         for topic in sorted(by_topic):
-            decided.extend(self._decide_sale(tx, topic, by_topic[topic], bulk, refilled))
+            decided.extend(self._decide_sale(tx, topic, by_topic[topic], bulk))
         return decided
 
-    def _decide_sale(
-        self, tx: database.Tx, topic: str, parts: dict[int, Ready], bulk: bool, refilled: collections.Counter[Key]
-    ) -> list[Decided]:
-        """Decide the ready partitions of one sale with a fixed number of statements."""
+    def _decide_sale(self, tx: database.Tx, topic: str, parts: dict[int, Ready], bulk: bool) -> list[Decided]:
+        """Decide the ready partitions of one sale with a fixed number of statements (a few more for a refill)."""
         sale = next(iter(parts.values())).sale
         terms = _terms(sale)
         dialect = self._db.dialect
-        locked = round_store.lock(tx, dialect, sale.sale_id, topic, list(parts))
+        whole = sale.sale_id in self._whole
+        locked = round_store.lock(tx, dialect, sale.sale_id, topic, list(parts), whole_sale=whole)
         if locked.stock != sale.stock:  # restocked before its first decision: events carry the stock it has now
             sale = dataclasses.replace(sale, stock=locked.stock, remaining=locked.stock)
         fresh: dict[int, list[ledger.Request]] = {}
@@ -158,26 +154,23 @@ class Rounds:
         held = round_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
         before = round_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
         needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
-
-        def outside() -> int:  # stock of the sale's partitions outside this round
-            return ledger_repository.total_remaining(tx, sale.sale_id) - locked.pool - sum(locked.remaining.values())
-
-        pool = locked.pool
+        remaining, pool = dict(locked.remaining), locked.pool
+        if not whole and ledger.shortfall(needs, remaining, pool) > 0:
+            raise _Short(sale.sale_id)
+        moves = ledger.refill(needs, remaining, pool) if whole else {}
+        if moves:  # every partition of the sale is locked: the stock the round lacks comes from the others now
+            round_store.move_to_pool(tx, sale.sale_id, moves)
+            for donor, units in moves.items():
+                remaining[donor] -= units
+            pool += sum(moves.values())
+            log.debug("refilled in the round", extra={"sale_id": sale.sale_id, "moves": moves, "pool": pool})
         seen: dict[int, Seen] = {}
         writes: list[round_store.PartitionWrite] = []
         for partition in sorted(parts):
-            remaining = locked.remaining[partition]
-            # Never refuse for want of stock while stock no other batch of this round needs is left elsewhere
-            # (another writer may have drawn the pool since this one was refilled): refill from it and decide the
-            # round again, a bounded number of times.
-            if refilled[(topic, partition)] < _MAX_REFILLS:
-                caps = ledger.refill_caps(partition, needs, locked.remaining, pool, outside)
-                if caps is not None:
-                    raise _NeedsRefill((topic, partition), needs[partition], caps)
-            decision = ledger.decide_batch(terms, fresh[partition], remaining, pool, held, before)
+            decision = ledger.decide_batch(terms, fresh[partition], remaining[partition], pool, held, before)
             reqs = fresh[partition]
             arrivals = (reqs[0].arrived_at, reqs[-1].arrived_at) if reqs else (0, 0)
-            seen[partition] = Seen(remaining, pool, needs[partition], refilled[(topic, partition)], arrivals)
+            seen[partition] = Seen(remaining[partition], pool, needs[partition], whole, arrivals)
             pool -= decision.drawn
             end = max(parts[partition].offsets[-1] + 1, locked.next_offset[partition])
             writes.append(round_store.PartitionWrite(partition, decision, end, parts[partition].published))
@@ -206,66 +199,6 @@ class Rounds:
             start = locked.next_offset[w.partition]
             out.append(Decided(topic, w.partition, sale, made, again, left, start, w.next_offset, seen[w.partition]))
         return out
-
-    def _refill_short(self, ready: Mapping[Key, Ready], refilled: collections.Counter[Key]) -> None:
-        """Before a round, refill the partitions whose batch may want more than the partition and the pool hold
-        (one read per sale when none does)."""
-        by_sale: dict[str, list[Key]] = {}
-        for key, batch in ready.items():
-            by_sale.setdefault(batch.sale.sale_id, []).append(key)
-        try:
-            for sale_id, keys in by_sale.items():
-                found = self._db.run_sync(functools.partial(ledger_repository.prepared, sale_id=sale_id))
-                if found is None:
-                    continue
-                left = {p.partition: p.remaining for p in found.partitions}
-                demands = {key: ledger.demand(_terms(ready[key].sale), ready[key].requests) for key in keys}
-                for key in keys:
-                    if demands[key] > left.get(key[1], 0) + found.pool_remaining:
-                        caps = {k[1]: max(0, left.get(k[1], 0) - d) for k, d in demands.items() if k != key}
-                        self._refill(sale_id, key[1], demands[key], caps)
-                        refilled[key] += 1
-        except errors.TemporaryError as exc:  # the round's own check asks again once the database answers
-            log.warning("refill before a round failed", extra={"reason": str(exc)})
-
-    def _refill(self, sale_id: str, partition: int, wanted: int, caps: dict[int, int] | None = None) -> None:
-        """Before a batch that may need more than its partition and the pool hold, move other partitions' stock
-        into the pool (one short transaction per donor, so a sale never reports sold out with stock elsewhere).
-        `caps` bounds what partitions of the same round may give (what they do not need themselves)."""
-        if wanted <= 0:
-            return
-        found = self._db.run_sync(lambda tx: ledger_repository.prepared(tx, sale_id))
-        if found is None:
-            return
-        mine = next((p.remaining for p in found.partitions if p.partition == partition), 0)
-        short = wanted - mine - found.pool_remaining
-        donors = sorted(
-            (p for p in found.partitions if p.partition != partition and p.remaining > 0), key=lambda p: -p.remaining
-        )
-        for donor in donors:
-            if short <= 0:
-                return
-            units = min(short, caps.get(donor.partition, short)) if caps is not None else short
-            if units <= 0:
-                continue
-            moved = self._db.run_sync(
-                functools.partial(
-                    ledger_repository.move_to_pool, sale_id=sale_id, partition=donor.partition, units=units
-                )
-            )
-            log.debug(
-                "refilled",
-                extra={
-                    "sale_id": sale_id,
-                    "partition": partition,
-                    "donor": donor.partition,
-                    "asked": units,
-                    "moved": moved,
-                    "short": short,
-                    "pool_seen": found.pool_remaining,
-                },
-            )
-            short -= moved
 
     def _log(self, decided: list[Decided]) -> None:
         """One DEBUG line per committed batch: offsets, what the round saw, and what it decided."""

@@ -1,0 +1,97 @@
+"""A worker's round on the real database: it never refuses for want of stock while another partition of the sale
+holds some, whatever the other batches of the same round take from the pool.
+
+The round is driven directly with the batches a worker would have read, so the interleaving that broke first come,
+first served after a worker crash (two short partitions decided in one round, stock left only outside it) is forced,
+not waited for.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from test_sales_service import running, sale_request
+
+from flashsale.common import database, outbox, timeutil
+from flashsale.common.settings import Settings
+from flashsale.order import repository as order_repository
+from flashsale.sales import domain, ledger, partitioning, repository, rounds
+from flashsale.verify import model, reader, rules
+from flashsale_api.v1 import sales_pb2
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 3
+
+
+def _users(partition: int) -> Iterator[str]:
+    """User ids routed to one partition."""
+    return (u for u in (f"user-{i}" for i in range(10_000)) if partitioning.partition_of(u, PARTITIONS) == partition)
+
+
+def _batch(sale: domain.Sale, offset: int, users: list[str], arrived_at: int) -> rounds.Ready:
+    """One record at `offset` holding a purchase of one unit by each user."""
+    requests = [ledger.Request(uuid.uuid4().hex, u, 1, arrived_at, offset) for u in users]
+    return rounds.Ready(sale, 0, [offset], requests)
+
+
+def _report(settings: Settings, sale_id: str) -> tuple[rules.Report, model.Snapshot]:
+    """The checker's report on the sale (no order service runs here: no orders are expected)."""
+    orders = database.open_database(settings, "order")
+    orders.migrate([outbox.MIGRATION, *order_repository.MIGRATIONS])
+    orders.close()
+    snapshot = reader.read_snapshot(settings, sale_id, kafka=False)
+    return rules.check(snapshot, now_ms=timeutil.now_ms(), sale_finished=True, orders_settled=False), snapshot
+
+
+async def test_two_short_partitions_of_one_round_take_the_stock_left_outside_it(backend_settings: Settings) -> None:
+    settings = backend_settings.model_copy(update={"sales_worker": False})  # the test plays the worker
+    async with running(settings) as p:
+        created = await p.sales.CreateSale(sale_request(p.product_id, stock=8, per_user_limit=1))
+        await p.sales.PrepareSale(
+            sales_pb2.PrepareSaleRequest(sale_id=created.sale_id, partitions=PARTITIONS, reserve=2)
+        )
+        db = database.open_database(p.settings, "sales")
+        try:
+            sale = db.run_sync(lambda tx: repository.get_sale(tx, created.sale_id))
+            assert sale is not None
+            topic = partitioning.request_topic(sale.sale_id)
+            decide = rounds.Rounds(db).decide
+            stop = threading.Event()
+            zero, one = _users(0), _users(1)
+            start = timeutil.now_ms()
+            # Partitions 0 and 1 sell their 2 units each; partition 2 keeps its 2 and the pool its 2.
+            first = decide(
+                {
+                    (topic, 0): _batch(sale, 0, [next(zero), next(zero)], start),
+                    (topic, 1): _batch(sale, 0, [next(one), next(one)], start),
+                },
+                stop,
+            )
+            assert first is not None
+            # One round, both partitions short by 2: the pool covers the first, partition 2 must cover the second.
+            late = [next(one), next(one)]
+            second = decide(
+                {
+                    (topic, 0): _batch(sale, 1, [next(zero), next(zero)], start + 10),
+                    (topic, 1): _batch(sale, 1, late, start + 10),
+                },
+                stop,
+            )
+            assert second is not None
+            # Seconds later, one more shopper of partition 1: the sale is sold out.
+            third = decide({(topic, 1): _batch(sale, 2, [next(one)], start + 5_000)}, stop)
+            assert third is not None
+        finally:
+            db.close()
+        report, snapshot = _report(p.settings, sale.sale_id)
+        inversions = report.count("fairness_inversions")
+        assert inversions == 0, f"{inversions} refused before a later shopper of their partition was served"
+        assert report.ok, [v for v in report.violations if v.count]
+        outcomes = {d.user_id: d.outcome for d in snapshot.decisions}
+        assert [outcomes[u] for u in late] == [model.ACCEPTED, model.ACCEPTED]
+        assert sorted(outcomes.values()).count(model.ACCEPTED) == 8 and report.remaining == 0
+        assert [d.outcome for d in third[0].made] == [domain.Outcome.SOLD_OUT]
