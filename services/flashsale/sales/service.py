@@ -233,11 +233,13 @@ def release_stock(tx: database.Tx, reservation_id: str, reason: str, now: int) -
     if held is None:
         return None
     sale_id, user_id, quantity, partition = held
-    repository.take_from_counter(tx, sale_id, user_id, quantity)
     if partition >= 0:  # a reservation of the partitioned pipeline: back to its partition
+        # the partition row before the user's counter, the order a round locks them in (no deadlock with it)
         ledger_repository.give_back(tx, sale_id, partition, quantity)
+        repository.take_from_counter(tx, sale_id, user_id, quantity)
         left = ledger_repository.total_remaining(tx, sale_id)
     else:
+        repository.take_from_counter(tx, sale_id, user_id, quantity)
         left = repository.give_stock(tx, sale_id, quantity)
     sale = repository.get_sale(tx, sale_id)
     if sale is None:
