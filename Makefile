@@ -37,7 +37,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict scripts/repeat_tests.py
+	$(VENV)/bin/mypy --strict scripts/repeat_tests.py scripts/bench_against.py
 
 proto: install
 	PYTHON=$(PY) scripts/gen_proto.sh
