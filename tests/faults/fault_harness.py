@@ -27,7 +27,6 @@ from flashsale.common import database, decided, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
 from flashsale.platform import cache
-from flashsale.sales import partitioning
 from flashsale.verify import model, reader, rules
 from flashsale_api.v1 import events_pb2, product_pb2, product_pb2_grpc, sales_pb2, sales_pb2_grpc
 
@@ -397,7 +396,7 @@ def check_published(bootstrap: str, snap: model.Snapshot) -> int:
 
 def request_topic(sale_id: str) -> str:
     """The request topic of a sale."""
-    return partitioning.request_topic(sale_id)
+    return topics.request_topic(sale_id)
 
 
 @contextlib.asynccontextmanager

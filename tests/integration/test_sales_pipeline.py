@@ -51,7 +51,7 @@ async def test_prepare_splits_the_stock_and_is_idempotent(backend_settings: Sett
         sale = await p.sales.CreateSale(sale_request(p.product_id, stock=30))
         first = await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4, reserve=2))
         assert [s.stock for s in first.partitions] == [7, 7, 7, 7]
-        assert (first.reserve, first.reserve_remaining, first.topic) == (2, 2, partitioning.request_topic(sale.sale_id))
+        assert (first.reserve, first.reserve_remaining, first.topic) == (2, 2, topics.request_topic(sale.sale_id))
         again = await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4, reserve=2))
         assert again == first
         await refused(

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from test_sales_service import running, sale_request
 
-from flashsale.common import database, outbox, timeutil
+from flashsale.common import database, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
 from flashsale.sales import domain, ledger, partitioning, repository, rounds
@@ -58,7 +58,7 @@ async def test_two_short_partitions_of_one_round_take_the_stock_left_outside_it(
         try:
             sale = db.run_sync(lambda tx: repository.get_sale(tx, created.sale_id))
             assert sale is not None
-            topic = partitioning.request_topic(sale.sale_id)
+            topic = topics.request_topic(sale.sale_id)
             decide = rounds.Rounds(db).decide
             stop = threading.Event()
             zero, one = _users(0), _users(1)

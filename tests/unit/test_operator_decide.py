@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from flashsale.common import topics
 from flashsale.operator import decide, plan, spec, state, workers
 from flashsale.operator import observed as obs
-from flashsale.sales import partitioning
 
 S = 1000  # one second in milliseconds
 T0 = 1_900_000_000_000  # "now" at creation
@@ -22,7 +22,7 @@ NAMESPACE = "shop"
 NAME = "drop"
 HOLDER = f"{NAMESPACE}/{NAME}"
 SALE_ID = "a" * 32
-TOPIC = partitioning.request_topic(SALE_ID)
+TOPIC = topics.request_topic(SALE_ID)
 Phase = state.Phase
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from flashsale.common import topics
 from flashsale.sales import domain, ledger, partitioning
 
 TERMS = ledger.Terms("s", starts_at=1_000, ends_at=2_000, per_user_limit=2)
@@ -62,7 +63,7 @@ def test_a_user_always_lands_in_one_partition() -> None:
     assert {partitioning.partition_of("ann", 8) for _ in range(5)} == {partitioning.partition_of("ann", 8)}
     spread = {partitioning.partition_of(f"user-{i}", 8) for i in range(200)}
     assert spread == set(range(8))
-    assert partitioning.sale_of_topic(partitioning.request_topic("abc")) == "abc"
+    assert topics.sale_of_topic(topics.request_topic("abc")) == "abc"
 
 
 def test_undecided_drops_what_was_decided_and_resumes_at_the_stored_offset() -> None:

@@ -20,8 +20,8 @@ import confluent_kafka.admin as kafka_admin
 import psycopg
 
 from flashsale.bench import core
-from flashsale.common import database, kafka, outbox, topics
-from flashsale.sales import domain, partitioning, pipeline, records, repository
+from flashsale.common import database, kafka, limits, outbox, topics
+from flashsale.sales import domain, pipeline, records, repository
 from flashsale_api.v1 import sales_pb2
 
 SCHEMA = "sales_svc"
@@ -45,7 +45,7 @@ class BenchSale:
     @property
     def topic(self) -> str:
         """The sale's request topic."""
-        return partitioning.request_topic(self.sale_id)
+        return topics.request_topic(self.sale_id)
 
     def request_id(self, index: int) -> str:
         """The request id of purchase number `index` (unique per sale)."""
@@ -84,7 +84,7 @@ class Counts:
 def per_user_limit(workload: core.Workload, requests: int) -> int:
     """A per-user limit that never binds on `requests` purchases of the workload (so it sells like the other
     modes), at most 1000."""
-    return min(domain.MAX_PER_USER_LIMIT, math.ceil(requests / workload.users) * workload.quantity)
+    return min(limits.MAX_PER_USER_LIMIT, math.ceil(requests / workload.users) * workload.quantity)
 
 
 def sized(workload: core.Workload, requests: int) -> core.Workload:

@@ -1,14 +1,13 @@
-"""Domain errors typed by what the caller should do, and their gRPC status codes."""
+"""Domain errors typed by what the caller should do (no transport here: `status` names the gRPC status code the
+servers answer with)."""
 
 from __future__ import annotations
 
-import grpc
-
 
 class DomainError(Exception):
-    """A request the service refuses; carries the gRPC status and, when relevant, the bad field."""
+    """A request the service refuses; carries the name of its gRPC status and, when relevant, the bad field."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    status = "UNKNOWN"
 
     def __init__(self, message: str, field: str = "") -> None:
         super().__init__(message)
@@ -23,43 +22,43 @@ class DomainError(Exception):
 class InvalidArgument(DomainError):
     """A field of the request is malformed; fix the request."""
 
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    status = "INVALID_ARGUMENT"
 
 
 class NotFound(DomainError):
     """The named entity does not exist (or is not the caller's)."""
 
-    code = grpc.StatusCode.NOT_FOUND
+    status = "NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
     """The entity to create exists already."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
+    status = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(DomainError):
     """The request is well-formed but the entity's state forbids it."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    status = "FAILED_PRECONDITION"
 
 
 class Unauthenticated(DomainError):
     """No valid credentials."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
+    status = "UNAUTHENTICATED"
 
 
 class PermissionDenied(DomainError):
     """Valid credentials that may not do this."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
+    status = "PERMISSION_DENIED"
 
 
 class ResourceExhausted(DomainError):
     """A rate or quota limit was hit; retry later."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = "RESOURCE_EXHAUSTED"
 
 
 class TemporaryError(Exception):

@@ -24,7 +24,7 @@ ShutdownHook = Callable[[], Coroutine[Any, Any, None]]
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
     """Answer a refused request with its status: the DomainError's own, or UNAVAILABLE for a temporary failure."""
     if isinstance(exc, errors.DomainError):
-        await context.abort(exc.code, exc.detail(), trailing_metadata=(("field", exc.field),))
+        await context.abort(grpc.StatusCode[exc.status], exc.detail(), trailing_metadata=(("field", exc.field),))
     await context.abort(grpc.StatusCode.UNAVAILABLE, f"temporarily unavailable, retry: {exc}")
 
 

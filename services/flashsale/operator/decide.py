@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from flashsale.common import topics
 from flashsale.operator import observed as obs
 from flashsale.operator import plan, spec, state, workers
-from flashsale.sales import partitioning
 
 Phase = state.Phase
 Cond = state.ConditionType
@@ -358,7 +358,7 @@ def decide(
         if (parsed.partitions, parsed.reserve) != (partitions, reserve):
             not_applied.append(f"partitions and reserve stay {partitions} and {reserve} once the sale has started")
     else:
-        name = partitioning.request_topic(sale.sale_id)
+        name = topics.request_topic(sale.sale_id)
         existing = seen.topic(name)
         partitions = max(parsed.partitions, existing.partitions if existing is not None else 0)
         if partitions != parsed.partitions:
@@ -372,7 +372,7 @@ def decide(
         draft.condition(Cond.SPEC_APPLIED, True, "Applied", "the spec is applied")
 
     # The request topic, then the stock partitions.
-    name = partitioning.request_topic(sale.sale_id)
+    name = topics.request_topic(sale.sale_id)
     topic = seen.topic(name)
     topic_ready = False
     if topic is None or topic.partitions < partitions:

@@ -21,11 +21,10 @@ import confluent_kafka
 import yaml
 from confluent_kafka import admin as kafka_admin
 
-from flashsale.common import errors, timeutil
+from flashsale.common import errors, timeutil, topics
 from flashsale.operator import decide, plan, reconciler, state
 from flashsale.operator import observed as obs
 from flashsale.operator.sales_client import Refused, SalesClient
-from flashsale.sales import partitioning
 
 TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}  # what the sales service creates its topics with
 
@@ -180,15 +179,15 @@ class LocalBackend:
         """The sale and its stats (or the product's sales to adopt from) and the request topic."""
         sale = stats = None
         candidates: tuple[obs.SaleView, ...] = ()
-        topics: tuple[obs.TopicView, ...] = ()
+        found: tuple[obs.TopicView, ...] = ()
         if wanted.sale_id:
             sale = await self._sales.get_sale(wanted.sale_id)
             stats = await self._sales.stats(wanted.sale_id) if sale is not None and wanted.stats else None
-            topic = await asyncio.to_thread(self._topics.view, partitioning.request_topic(wanted.sale_id))
-            topics = () if topic is None else (topic,)
+            topic = await asyncio.to_thread(self._topics.view, topics.request_topic(wanted.sale_id))
+            found = () if topic is None else (topic,)
         elif wanted.product_id:
             candidates = await self._sales.list_sales(wanted.product_id)
-        return obs.Observed(sale=sale, stats=stats, candidates=candidates, topics=topics, workers=obs.Workers.LOCAL)
+        return obs.Observed(sale=sale, stats=stats, candidates=candidates, topics=found, workers=obs.Workers.LOCAL)
 
     async def act(self, resource: decide.Resource, action: plan.Action) -> None:
         """Carry out one action on the sales service or Kafka."""

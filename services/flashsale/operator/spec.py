@@ -9,8 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flashsale.sales import domain as sales_domain
-from flashsale.sales import partitioning
+from flashsale.common import limits
 
 DEFAULT_PARTITIONS = 8
 RPS_PER_PARTITION = 2000
@@ -96,7 +95,7 @@ def format_time(ms: int) -> str:
 
 def derived_partitions(expected_peak_rps: int) -> int:
     """Partitions planned for an expected peak of requests a second, within 1..256."""
-    return min(partitioning.MAX_PARTITIONS, max(1, math.ceil(expected_peak_rps / RPS_PER_PARTITION)))
+    return min(limits.MAX_PARTITIONS, max(1, math.ceil(expected_peak_rps / RPS_PER_PARTITION)))
 
 
 class _Reader:
@@ -162,9 +161,9 @@ def parse(raw: Mapping[str, Any], namespace: str, default_deployment: str) -> Sa
     product_id = spec.string("productId")
     if product_id is not None and not _ID.match(product_id):
         spec.fail("productId", "must be 1..64 characters of A-Z, a-z, 0-9, '_' or '-'")
-    price = spec.integer("priceCents", 1, sales_domain.MAX_PRICE_CENTS)
-    stock = spec.integer("stock", 1, sales_domain.MAX_STOCK)
-    limit = spec.integer("perUserLimit", 1, sales_domain.MAX_PER_USER_LIMIT)
+    price = spec.integer("priceCents", 1, limits.MAX_PRICE_CENTS)
+    stock = spec.integer("stock", 1, limits.MAX_STOCK)
+    limit = spec.integer("perUserLimit", 1, limits.MAX_PER_USER_LIMIT)
     starts = spec.time("startsAt")
     ends = spec.time("endsAt")
     if starts is not None and ends is not None and ends <= starts:
@@ -178,8 +177,8 @@ def parse(raw: Mapping[str, Any], namespace: str, default_deployment: str) -> Sa
         rps = spec.integer("expectedPeakRps", 1, 10**9)
         partitions = None if rps is None else derived_partitions(rps)
     else:
-        partitions = spec.integer("partitions", 1, partitioning.MAX_PARTITIONS, DEFAULT_PARTITIONS)
-    reserve = spec.integer("reserve", 0, sales_domain.MAX_STOCK, 0)
+        partitions = spec.integer("partitions", 1, limits.MAX_PARTITIONS, DEFAULT_PARTITIONS)
+    reserve = spec.integer("reserve", 0, limits.MAX_STOCK, 0)
     if reserve is not None and stock is not None and reserve > stock:
         spec.fail("reserve", f"must not exceed spec.stock ({stock})")
     lead = spec.integer("leadTimeSeconds", 0, MAX_LEAD_TIME_S, DEFAULT_LEAD_TIME_S)

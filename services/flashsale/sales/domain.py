@@ -10,11 +10,7 @@ import dataclasses
 import enum
 from typing import NamedTuple
 
-from flashsale.common import errors, validation
-
-MAX_PRICE_CENTS = 10**10
-MAX_STOCK = 10**7
-MAX_PER_USER_LIMIT = 1000
+from flashsale.common import errors, limits, validation
 
 
 class Outcome(enum.Enum):
@@ -155,9 +151,9 @@ def validate_sale(
 ) -> SaleSpec:
     """Check a new sale's fields; raise InvalidArgument naming the first bad one."""
     validation.identifier(product_id, "product_id")
-    validation.integer(price_cents, "price_cents", low=1, high=MAX_PRICE_CENTS)
-    validation.integer(stock, "stock", low=1, high=MAX_STOCK)
-    validation.integer(per_user_limit, "per_user_limit", low=1, high=MAX_PER_USER_LIMIT)
+    validation.integer(price_cents, "price_cents", low=1, high=limits.MAX_PRICE_CENTS)
+    validation.integer(stock, "stock", low=1, high=limits.MAX_STOCK)
+    validation.integer(per_user_limit, "per_user_limit", low=1, high=limits.MAX_PER_USER_LIMIT)
     if starts_at is None:
         raise errors.InvalidArgument("is required", "starts_at")
     if ends_at is None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 
-from flashsale.common import errors, timeutil, validation
-from flashsale.sales import domain, messages, partitioning, pipeline, service
+from flashsale.common import errors, limits, timeutil, validation
+from flashsale.sales import domain, messages, pipeline, service
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -53,7 +53,7 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
     async def UpdateSale(self, request: sales_pb2.UpdateSaleRequest, context: Context) -> sales_pb2.Sale:
         """Change a sale's stock before its first decision."""
         sale_id = validation.identifier(request.sale_id, "sale_id")
-        stock = validation.integer(request.stock, "stock", low=1, high=domain.MAX_STOCK)
+        stock = validation.integer(request.stock, "stock", low=1, high=limits.MAX_STOCK)
         return messages.sale(await self._sales.update_stock(sale_id, stock))
 
     async def GetSale(self, request: sales_pb2.GetSaleRequest, context: Context) -> sales_pb2.Sale:
@@ -70,7 +70,7 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
     async def PrepareSale(self, request: sales_pb2.PrepareSaleRequest, context: Context) -> sales_pb2.SalePartitions:
         """Split a sale's stock into partitions and create its request topic (idempotent)."""
         sale_id = validation.identifier(request.sale_id, "sale_id")
-        validation.integer(request.partitions, "partitions", low=1, high=partitioning.MAX_PARTITIONS)
+        validation.integer(request.partitions, "partitions", low=1, high=limits.MAX_PARTITIONS)
         if request.reserve < 0:
             raise errors.InvalidArgument("must not be negative", "reserve")
         found = await self._sales.prepare_sale(sale_id, request.partitions, request.reserve)

@@ -4,24 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from flashsale.common import errors, validation
-
-MAX_PARTITIONS = 256
-TOPIC_PREFIX = "flashsale.sale."
-TOPIC_SUFFIX = ".requests"
-TOPIC_PATTERN = r"^flashsale\.sale\..+\.requests$"
-
-
-def request_topic(sale_id: str) -> str:
-    """The request topic of a sale."""
-    return f"{TOPIC_PREFIX}{sale_id}{TOPIC_SUFFIX}"
-
-
-def sale_of_topic(topic: str) -> str:
-    """The sale id of a request topic."""
-    if not (topic.startswith(TOPIC_PREFIX) and topic.endswith(TOPIC_SUFFIX)):
-        raise ValueError(f"not a request topic: {topic}")
-    return topic[len(TOPIC_PREFIX) : -len(TOPIC_SUFFIX)]
+from flashsale.common import errors, limits, validation
 
 
 def partition_of(user_id: str, partitions: int) -> int:
@@ -31,7 +14,7 @@ def partition_of(user_id: str, partitions: int) -> int:
 
 def validate_split(stock: int, partitions: int, reserve: int) -> None:
     """Check the figures of PrepareSale; raise InvalidArgument naming the bad field."""
-    validation.integer(partitions, "partitions", low=1, high=MAX_PARTITIONS)
+    validation.integer(partitions, "partitions", low=1, high=limits.MAX_PARTITIONS)
     if not 0 <= reserve <= stock:
         raise errors.InvalidArgument(f"must be between 0 and the stock ({stock})", "reserve")
 

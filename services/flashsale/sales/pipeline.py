@@ -174,7 +174,7 @@ class Pipeline:
             return stored
 
         result = await self._db.run(work)
-        await asyncio.to_thread(self._ensure_topic, partitioning.request_topic(sale_id), partitions)
+        await asyncio.to_thread(self._ensure_topic, topics.request_topic(sale_id), partitions)
         self._sales.pop(sale_id, None)
         log.info("sale prepared", extra={"sale_id": sale_id, "partitions": partitions, "reserve": reserve})
         return result
@@ -239,7 +239,7 @@ class Pipeline:
             by_sale.setdefault(sale.sale_id, (sale, []))[1].append(req)
         items: list[tuple[str, int, str, bytes]] = []
         for sale, taken in by_sale.values():
-            topic = partitioning.request_topic(sale.sale_id)
+            topic = topics.request_topic(sale.sale_id)
             items.extend(
                 (topic, partition, sale.sale_id, value) for partition, value in records.group(sale.partitions, taken)
             )
@@ -311,7 +311,7 @@ class Pipeline:
 
     async def stats(self, sale: domain.Sale, base: domain.SaleStats) -> domain.SaleStats:
         """A prepared sale's counters with each partition's stock and the requests not decided yet."""
-        topic = partitioning.request_topic(sale.sale_id)
+        topic = topics.request_topic(sale.sale_id)
 
         def work(tx: database.Tx) -> tuple[ledger_repository.Prepared | None, dict[int, int]]:
             return ledger_repository.prepared(tx, sale.sale_id), ledger_repository.all_offsets(tx, topic)
@@ -385,7 +385,7 @@ def partitions_message(sale_id: str, found: ledger_repository.Prepared) -> sales
     """A prepared split as its gRPC message."""
     return sales_pb2.SalePartitions(
         sale_id=sale_id,
-        topic=partitioning.request_topic(sale_id),
+        topic=topics.request_topic(sale_id),
         partitions=[
             sales_pb2.PartitionStock(partition=p.partition, stock=p.stock, remaining=p.remaining)
             for p in found.partitions

@@ -20,7 +20,7 @@ from typing import TypeVar
 import confluent_kafka
 
 from flashsale.common import database, errors, kafka, timeutil, topics
-from flashsale.sales import domain, ledger, ledger_repository, messages, partitioning, records, repository, rounds
+from flashsale.sales import domain, ledger, ledger_repository, messages, records, repository, rounds
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class SalesWorker:
 
     def start(self) -> None:
         """Subscribe to every request topic and start deciding in the background."""
-        self._consumer.subscribe([partitioning.TOPIC_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        self._consumer.subscribe([topics.REQUEST_PATTERN], on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread.start()
 
     def wait(self) -> None:
@@ -117,7 +117,7 @@ class SalesWorker:
     def _on_assign(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
         for tp in parts:
             self._pending.pop((tp.topic, tp.partition), None)  # read again from the stored offset
-            sale_id = partitioning.sale_of_topic(tp.topic)
+            sale_id = topics.sale_of_topic(tp.topic)
             decided, published = self._until_done(
                 functools.partial(
                     self._db.run_sync,
