@@ -9,10 +9,10 @@ install:
 	@scripts/bootstrap.sh
 
 demo: install
-	$(PY) -m flashsale.cli demo
+	$(PY) -m flashsale_tools.cli demo
 
 up: install
-	$(PY) -m flashsale.cli up
+	$(PY) -m flashsale_tools.cli up
 
 test: install lint typecheck proto-check
 	$(PY) -m pytest -q
@@ -26,14 +26,14 @@ faults-repeat: install
 	$(PY) scripts/repeat_tests.py --runs $(N) -- -m faults
 
 loadtest: install
-	$(PY) -m flashsale.cli loadtest
+	$(PY) -m flashsale_tools.cli loadtest
 
 bench: install
 	scripts/bench.sh
 
 lint: install
-	$(VENV)/bin/ruff check services tests scripts
-	$(VENV)/bin/ruff format --check services tests scripts
+	$(VENV)/bin/ruff check services operator tools tests scripts
+	$(VENV)/bin/ruff format --check services operator tools tests scripts
 
 typecheck: install
 	$(VENV)/bin/mypy

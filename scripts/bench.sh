@@ -2,7 +2,7 @@
 # `make bench`: one workload, in one process tree and one run, through the naive and conditional PostgreSQL
 # designs, Redis Lua at redis-benchmark's ceiling, bare gRPC and Flashsale's pipeline; writes reports/bench.json.
 # Installs Debian's redis-server / redis-tools and PostgreSQL 15 if missing (idempotent). Extra arguments go
-# to `python -m flashsale.bench` (e.g. --only a,b or --purchases 10000).
+# to `python -m flashsale_tools.bench` (e.g. --only a,b or --purchases 10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
@@ -18,4 +18,4 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-exec "$py" -m flashsale.bench --report "${BENCH_REPORT:-reports/bench.json}" "$@"
+exec "$py" -m flashsale_tools.bench --report "${BENCH_REPORT:-reports/bench.json}" "$@"

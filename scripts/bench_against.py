@@ -4,7 +4,7 @@
     scripts/bench_against.py --rev HEAD~3 --rounds 3 -- --only c,f
 
 The commit is checked out once into a git worktree (under ~/.cache/flashsale/worktrees); then `python -m
-flashsale.bench` runs alternately on that commit and on the working tree, `--rounds` times each, with the same
+flashsale_tools.bench` runs alternately on that commit and on the working tree, `--rounds` times each, with the same
 arguments. Each figure of every run is printed side by side, with the medians and the ratio of the working tree's
 median to the commit's. The runs are written to reports/bench-against.json. Exits 1 when a bench run failed.
 """
@@ -38,8 +38,11 @@ def _worktree(rev: str) -> tuple[str, Path]:
 def _bench(tree: Path, bench_args: list[str]) -> dict[str, float] | None:
     """One run of the benchmark on the code of `tree`: its rates, or None when it failed."""
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
-        env = {**os.environ, "PYTHONPATH": str(tree / "services")}
-        command = [sys.executable, "-m", "flashsale.bench", "--report", report.name, *bench_args]
+        roots = [tree / folder for folder in ("services", "operator", "tools") if (tree / folder).is_dir()]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, roots))}
+        # the benchmark's module: flashsale_tools.bench, or flashsale.bench before the tools moved out of services
+        module = "flashsale_tools.bench" if (tree / "tools" / "flashsale_tools").is_dir() else "flashsale.bench"
+        command = [sys.executable, "-m", module, "--report", report.name, *bench_args]
         code = subprocess.call(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         if code != 0:
             return None
@@ -58,7 +61,7 @@ def main() -> int:
     parser.add_argument("--rev", required=True, help="the commit to compare against (e.g. HEAD~3, a sha, a tag)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side, alternating")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-against.json")
-    parser.add_argument("bench_args", nargs="*", help="arguments of python -m flashsale.bench (after --)")
+    parser.add_argument("bench_args", nargs="*", help="arguments of python -m flashsale_tools.bench (after --)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

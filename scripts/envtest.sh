@@ -109,11 +109,11 @@ build() {
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# free_ports N: N distinct free loopback ports, drawn like flashsale.platform.cache.free_port does.
+# free_ports N: N distinct free loopback ports, drawn like flashsale_tools.platform.cache.free_port does.
 free_ports() {
   "$python" - "$1" <<'PY'
 import sys
-from flashsale.platform import cache
+from flashsale_tools.platform import cache
 ports: set[int] = set()
 while len(ports) < int(sys.argv[1]):
     ports.add(cache.free_port())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flashsale.common.settings import Settings
-from flashsale.platform import kafka_broker, postgres_server
+from flashsale_tools.platform import kafka_broker, postgres_server
 
 pytest.register_assert_rewrite("grpc_errors")  # the shared assertion helper of tests/integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flashsale.platform import supervisor
+from flashsale_tools.platform import supervisor
 
 
 @pytest.fixture(scope="module")

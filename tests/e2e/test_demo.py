@@ -20,7 +20,7 @@ def test_demo_sells_within_stock_and_writes_the_report(tmp_path: Path, backend: 
         [
             sys.executable,
             "-m",
-            "flashsale.cli",
+            "flashsale_tools.cli",
             "demo",
             "--shoppers",
             "40",

@@ -20,7 +20,7 @@ def test_loadtest_sells_exactly_the_stock_without_violations(tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "flashsale.loadtest",
+            "flashsale_tools.loadtest",
             "--users",
             "600",
             "--stock",

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from flashsale.demo import shoppers
-from flashsale.platform import supervisor
+from flashsale_tools.demo import shoppers
+from flashsale_tools.platform import supervisor
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ import pytest
 from fault_harness import Cluster, Proc, migrate_orders, wait_healthy
 
 from flashsale.common.settings import Settings
-from flashsale.platform import cache, kafka_broker, postgres_server
 from flashsale_api.v1 import product_pb2_grpc
+from flashsale_tools.platform import cache, kafka_broker, postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +65,7 @@ def fault_products(fault_kafka: kafka_broker.KafkaBroker, tmp_path_factory: pyte
     log = folder / "product.log"
     with log.open("ab") as out:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "flashsale.cli", "run", "product"],
+            [sys.executable, "-m", "flashsale_tools.cli", "run", "product"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

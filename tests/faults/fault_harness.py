@@ -26,9 +26,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flashsale.common import database, decided, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
-from flashsale.platform import cache
-from flashsale.verify import model, reader, rules
 from flashsale_api.v1 import events_pb2, product_pb2, product_pb2_grpc, sales_pb2, sales_pb2_grpc
+from flashsale_tools.platform import cache
+from flashsale_tools.verify import model, reader, rules
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -119,7 +119,7 @@ class Cluster:
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "flashsale.cli", "run", "sales"],
+                [sys.executable, "-m", "flashsale_tools.cli", "run", "sales"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

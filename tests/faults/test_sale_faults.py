@@ -19,9 +19,9 @@ from fault_harness import (
     settled,
 )
 
-from flashsale.platform import kafka_broker, postgres_server
-from flashsale.verify import model
 from flashsale_api.v1 import product_pb2_grpc, sales_pb2, sales_pb2_grpc
+from flashsale_tools.platform import kafka_broker, postgres_server
+from flashsale_tools.verify import model
 
 pytestmark = pytest.mark.faults
 

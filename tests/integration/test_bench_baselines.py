@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from flashsale.bench import conditional_update, core, grpc_echo, naive_for_update, pgload, redis_lua, runner
-from flashsale.platform import postgres_server
+from flashsale_tools.bench import conditional_update, core, grpc_echo, naive_for_update, pgload, redis_lua, runner
+from flashsale_tools.platform import postgres_server
 
 TINY = core.Workload(
     stock=50, users=100, purchases=200, concurrency=4, redis_connections=5, in_flight=20, redis_ceiling_requests=1

@@ -7,8 +7,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flashsale.bench import batched_latency, core, pipeline_decide, registry, sale_fixture, sales_ingress
-from flashsale.platform import kafka_broker, postgres_server
+from flashsale_tools.bench import batched_latency, core, pipeline_decide, registry, sale_fixture, sales_ingress
+from flashsale_tools.platform import kafka_broker, postgres_server
 
 TINY = core.Workload(stock=50, users=100, purchases=200, concurrency=4, in_flight=20, redis_ceiling_requests=1)
 

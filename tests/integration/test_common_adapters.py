@@ -13,8 +13,8 @@ import pytest
 from flashsale.common import database, errors, events, outbox
 from flashsale.common import kafka as kafka_io
 from flashsale.common.settings import Settings
-from flashsale.platform import kafka_broker
 from flashsale_api.v1 import events_pb2
+from flashsale_tools.platform import kafka_broker
 
 MIGRATIONS = ["CREATE TABLE items (id TEXT PRIMARY KEY, qty BIGINT NOT NULL)"]
 

@@ -23,11 +23,11 @@ from flashsale.common import events, topics
 from flashsale.common.settings import Settings
 from flashsale.gateway import bootstrap
 from flashsale.gateway.settings import GatewaySettings
-from flashsale.platform import cache
 from flashsale.product import bootstrap as product_bootstrap
 from flashsale.sales import bootstrap as sales_bootstrap
 from flashsale.user import bootstrap as user_bootstrap
 from flashsale_api.v1 import events_pb2
+from flashsale_tools.platform import cache
 
 pytestmark = pytest.mark.integration
 

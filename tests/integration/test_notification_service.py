@@ -27,9 +27,9 @@ from grpc_errors import refused
 from flashsale.common import database, decided, events, kafka, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.notification import bootstrap, domain, repository
-from flashsale.platform import cache
 from flashsale.user import bootstrap as user_bootstrap
 from flashsale_api.v1 import events_pb2, notification_pb2, notification_pb2_grpc, user_pb2, user_pb2_grpc
+from flashsale_tools.platform import cache
 
 pytestmark = pytest.mark.integration
 

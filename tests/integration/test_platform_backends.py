@@ -14,8 +14,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # no re-export
 
-from flashsale.platform.kafka_broker import KafkaBroker
-from flashsale.platform.postgres_server import PostgresServer
+from flashsale_tools.platform.kafka_broker import KafkaBroker
+from flashsale_tools.platform.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
 from flashsale.sales import bootstrap as sales_bootstrap
 from flashsale.sales import partitioning
-from flashsale.verify import reader, rules
 from flashsale_api.v1 import events_pb2, sales_pb2, sales_pb2_grpc
+from flashsale_tools.verify import reader, rules
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from flashsale.common import database, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
 from flashsale.sales import domain, ledger, partitioning, repository, rounds
-from flashsale.verify import model, reader, rules
 from flashsale_api.v1 import sales_pb2
+from flashsale_tools.verify import model, reader, rules
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from flashsale.common import database, errors, timeutil
 from flashsale.common import kafka as kafka_io
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
-from flashsale.verify import cli, reader, rules
+from flashsale_tools.verify import cli, reader, rules
 
 # The sales service's tables as docs/pipeline.md defines them (its own migrations are written elsewhere).
 SALES_TABLES = """

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from flashsale.platform import cache, envtest, kafka_broker
 from flashsale_api.v1 import product_pb2, product_pb2_grpc
+from flashsale_tools.platform import cache, envtest, kafka_broker
 
 pytest.register_assert_rewrite("operator_harness")
 
@@ -56,7 +56,7 @@ def sales_services(
     try:
         for name in ("product", "sales"):
             log = folder / f"{name}.log"
-            proc = spawn([sys.executable, "-m", "flashsale.cli", "run", name], env, log)
+            proc = spawn([sys.executable, "-m", "flashsale_tools.cli", "run", name], env, log)
             procs.append(proc)
             wait_healthy(addresses[name], proc, log)
         yield addresses

@@ -19,8 +19,8 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from flashsale.operator import spec
-from flashsale.platform import envtest
+from flashsale_operator import spec
+from flashsale_tools.platform import envtest
 
 NAMESPACE = "flashsale"
 DEPLOYMENT = "flashsale-sales"
@@ -120,7 +120,7 @@ class OperatorProcess:
 
     def start(self) -> None:
         """Start it (it resumes every existing FlashSale)."""
-        self.proc = spawn([sys.executable, "-m", "flashsale.cli", "run", "operator"], self.env, self.log)
+        self.proc = spawn([sys.executable, "-m", "flashsale_tools.cli", "run", "operator"], self.env, self.log)
 
     def ensure_running(self) -> None:
         """Start it unless it runs."""

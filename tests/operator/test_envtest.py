@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flashsale.platform import envtest
+from flashsale_tools.platform import envtest
 
 # A cold first build (module download + compile of kube-apiserver and kubectl) runs in the fixture's setup.
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(envtest.BUILD_TIMEOUT_S + 2 * envtest.UP_TIMEOUT_S)]

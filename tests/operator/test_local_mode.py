@@ -18,8 +18,8 @@ from confluent_kafka import admin as kafka_admin
 from operator_harness import flashsale, spawn, stop, wait_until
 
 from flashsale.common import timeutil
-from flashsale.platform import kafka_broker
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
+from flashsale_tools.platform import kafka_broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -27,13 +27,13 @@ S = 1000
 
 
 def sale_command(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return spawn([sys.executable, "-m", "flashsale.cli", "sale", *args], env, log)
+    return spawn([sys.executable, "-m", "flashsale_tools.cli", "sale", *args], env, log)
 
 
 def run_sale(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`flashsale sale <args>` run to its end, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "flashsale.cli", "sale", *args],
+        [sys.executable, "-m", "flashsale_tools.cli", "sale", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -27,9 +27,9 @@ from operator_harness import (
 )
 
 from flashsale.common import timeutil
-from flashsale.operator import workers
-from flashsale.platform import envtest
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
+from flashsale_operator import workers
+from flashsale_tools.platform import envtest
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(envtest.BUILD_TIMEOUT_S + 2 * envtest.UP_TIMEOUT_S)]
 

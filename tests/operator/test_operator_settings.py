@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from flashsale.common import settings as common_settings
-from flashsale.operator import settings
+from flashsale_operator import settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,7 +32,7 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variabl
 
 def test_the_operator_process_stops_naming_the_bad_variable() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "flashsale.cli", "run", "operator"],
+        [sys.executable, "-m", "flashsale_tools.cli", "run", "operator"],
         env={"FLASHSALE_OPERATOR_POLL_S": "soon", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

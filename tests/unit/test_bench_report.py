@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flashsale.bench import core, redis_lua, report
+from flashsale_tools.bench import core, redis_lua, report
 
 
 def _result(rate: float, p99: float | None = 10.0, oversold: int = 0) -> core.ModeResult:

@@ -1,6 +1,6 @@
 """The report arithmetic counts what it claims to count."""
 
-from flashsale.demo import report
+from flashsale_tools.demo import report
 
 
 def _a(user: str, outcome: str, latency: float = 1.0, qty: int = 1) -> report.Attempt:

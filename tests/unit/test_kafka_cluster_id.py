@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from flashsale.platform import kafka_broker
+from flashsale_tools.platform import kafka_broker
 
 
 def test_a_cluster_id_never_starts_with_a_dash_the_storage_tool_would_take_for_an_option() -> None:

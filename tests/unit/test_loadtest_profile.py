@@ -8,8 +8,8 @@ import re
 import pytest
 
 from flashsale.common import errors
-from flashsale.loadtest import metrics, profile, report, sender
-from flashsale.verify import rules
+from flashsale_tools.loadtest import metrics, profile, report, sender
+from flashsale_tools.verify import rules
 
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

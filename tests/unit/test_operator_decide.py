@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from flashsale.common import topics
-from flashsale.operator import decide, plan, spec, state, workers
-from flashsale.operator import observed as obs
+from flashsale_operator import decide, plan, spec, state, workers
+from flashsale_operator import observed as obs
 
 S = 1000  # one second in milliseconds
 T0 = 1_900_000_000_000  # "now" at creation

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from flashsale.verify import model, rules
+from flashsale_tools.verify import model, rules
 
 NOW = 1_000_000
 STARTS = NOW - 60_000

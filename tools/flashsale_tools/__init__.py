@@ -1,0 +1,2 @@
+"""The tools around the services: the local platform, the demo, the invariant checker, the load test, the benchmark
+and the `flashsale` command."""

@@ -1,0 +1,117 @@
+"""(c) Flashsale's pipeline deciding from the topic: a sales worker over a pre-loaded request topic.
+
+The workload's purchases are appended to the sale's request topic before timing (partition by user, as the
+ingress does). The clock runs from the worker's start until every request was decided (one PostgreSQL
+transaction per batch, fsync on) and its purchase.decided event acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from flashsale.common import database, kafka
+from flashsale.sales import domain, worker
+from flashsale_tools.bench import core, sale_fixture
+
+DEFAULT_POOL = 4
+TIMEOUT_S = 600.0
+
+
+class _Tally:
+    """Counts decisions handed over by the worker (after their events were acknowledged)."""
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._lock = threading.Lock()
+        self.count = 0
+        self.first_at: float | None = None
+        self.done = threading.Event()
+
+    def __call__(self, decided: list[domain.Decision]) -> None:
+        with self._lock:
+            if self.first_at is None:
+                self.first_at = time.perf_counter()
+            self.count += len(decided)
+            if self.count >= self._total:
+                self.done.set()
+
+
+@dataclasses.dataclass(frozen=True)
+class Decided:
+    """One timed run of a worker: seconds from start to the last acknowledged decision, and to the first;
+    seconds from holding its partitions (warm, as a pre-warmed sale's workers are) to the last; the join."""
+
+    elapsed_s: float
+    first_s: float
+    warm_s: float
+    join_s: float
+
+
+def decide_all(
+    sale: sale_fixture.BenchSale,
+    total: int,
+    batch_max: int,
+    wrap: Callable[[worker.SalesWorker], None] | None = None,
+) -> Decided:
+    """Run a SalesWorker (own consumer group) until `total` decisions were made and published; stop it.
+
+    `wrap` may instrument the worker before it starts (the profiler does).
+    """
+    db = database.PostgresDatabase(sale.dsn, sale_fixture.SCHEMA, DEFAULT_POOL)
+    producer = kafka.EventProducer(sale.bootstrap, "bench-pipeline")
+    tally = _Tally(total)
+    decider = worker.SalesWorker(db, sale.bootstrap, producer, tally, batch_max, group=f"bench-{uuid.uuid4().hex}")
+    if wrap is not None:
+        wrap(decider)
+    try:
+        began = time.perf_counter()
+        decider.start()
+        if not decider.assigned.wait(TIMEOUT_S):
+            raise core.BenchError(f"the worker got no partition in {TIMEOUT_S:.0f}s")
+        warm = time.perf_counter()
+        if not tally.done.wait(TIMEOUT_S):
+            raise core.BenchError(f"the worker decided {tally.count} of {total} requests in {TIMEOUT_S:.0f}s")
+        finished = time.perf_counter()
+    finally:
+        decider.stop()
+        producer.close()
+        db.close()
+    first = (tally.first_at or began) - began
+    return Decided(finished - began, first, finished - warm, warm - began)
+
+
+async def run(workload: core.Workload, env: core.BenchEnv, batch_max: int = 5000) -> core.ModeResult:
+    """Measure decisions per second of one sales worker on PostgreSQL (fsync on) and Kafka."""
+    (sale,) = await sale_fixture.prepare(workload, env, "bench_pipeline")
+    try:
+        await asyncio.to_thread(sale_fixture.preload, sale, workload)
+        timed = await asyncio.to_thread(decide_all, sale, workload.purchases, batch_max)
+        found = await asyncio.to_thread(sale_fixture.counts, sale)
+    finally:
+        await asyncio.to_thread(sale_fixture.delete_topic, sale)
+    if found.decided != workload.purchases:
+        raise core.BenchError(f"{found.decided} decisions stored for {workload.purchases} requests")
+    oversold = found.oversold(sale, workload)
+    steady = timed.elapsed_s - timed.first_s
+    return core.ModeResult(
+        # a sale's workers are warm before it starts (DESIGN §3.1): the rate counts from partition assignment
+        rate_per_s=workload.purchases / timed.warm_s,
+        p99_ms=None,
+        oversold=oversold,
+        attempts=workload.purchases,
+        accepted=found.accepted,
+        notes={
+            "partitions": sale.partitions,
+            "batch_max": batch_max,
+            "group_join_s": round(timed.join_s, 2),
+            "cold_per_s": round(workload.purchases / timed.elapsed_s),
+            "first_decision_s": round(timed.first_s, 2),
+            "after_first_per_s": round(workload.purchases / steady) if steady > 0 else None,
+            "remaining": found.remaining,
+        },
+    )

@@ -1,0 +1,124 @@
+"""Simulated shoppers talking to the REST gateway like a client app would."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import httpx
+
+from flashsale_tools.demo import report
+from flashsale_tools.platform import mailcatcher
+
+_TOKEN = re.compile(r"Verification token:\s*(\S+)")
+
+
+class DemoError(Exception):
+    """The demo could not go on (the message says which step failed)."""
+
+
+@dataclasses.dataclass
+class Shopper:
+    """One simulated shopper and what it learned."""
+
+    email: str
+    password: str
+    user_id: str = ""
+    access_token: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header for the gateway."""
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def _check(resp: httpx.Response, step: str, *ok: int) -> dict[str, Any]:
+    if resp.status_code not in (ok or (200,)):
+        raise DemoError(f"{step}: HTTP {resp.status_code} {resp.text[:300]}")
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def onboard(client: httpx.AsyncClient, mail: mailcatcher.MailCatcher, shopper: Shopper) -> None:
+    """Register, read the verification token from the e-mail the SMTP server received, verify, log in."""
+    body = _check(
+        await client.post("/v1/users", json={"email": shopper.email, "password": shopper.password}), "register", 201
+    )
+    shopper.user_id = str(body["user_id"])
+    message = await asyncio.to_thread(mail.wait_for, shopper.email, "Verify", 60.0)
+    found = _TOKEN.search(message.body)
+    if not found:
+        raise DemoError(f"no verification token in the e-mail to {shopper.email}")
+    _check(await client.post("/v1/users/verify", json={"token": found.group(1)}), "verify")
+    login = _check(
+        await client.post("/v1/auth/login", json={"email": shopper.email, "password": shopper.password}), "login"
+    )
+    shopper.access_token = str(login["access_token"])
+
+
+async def buy(session: aiohttp.ClientSession, sale_id: str, shopper: Shopper, quantity: int = 1) -> report.Attempt:
+    """One purchase attempt, timed from request to decision (aiohttp: a crowd costs the client little CPU)."""
+    request_id = uuid.uuid4().hex
+    started = time.perf_counter()
+    try:
+        async with session.post(
+            f"/v1/sales/{sale_id}/purchases",
+            json={"quantity": quantity, "request_id": request_id},
+            headers=shopper.headers,
+        ) as resp:
+            body = await resp.json()
+            outcome = str(body.get("outcome", "ERROR")) if resp.status in (201, 202, 409) else "ERROR"
+        while outcome == "PENDING":  # taken, not decided within the gateway's wait: ask again
+            await asyncio.sleep(0.1)
+            async with session.get(f"/v1/purchases/{request_id}", headers=shopper.headers) as resp:
+                body = await resp.json()
+                outcome = str(body.get("outcome", "ERROR")) if resp.status == 200 else "ERROR"
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        outcome = "ERROR"
+    latency = (time.perf_counter() - started) * 1000
+    return report.Attempt(shopper.email, request_id, quantity, outcome, latency)
+
+
+def crowd_session(base_url: str, connections: int = 500) -> aiohttp.ClientSession:
+    """An HTTP session sized for a crowd arriving at once."""
+    return aiohttp.ClientSession(
+        base_url=base_url,
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+
+
+async def order_of(
+    client: httpx.AsyncClient, shopper: Shopper, request_id: str, within_s: float = 30.0
+) -> dict[str, Any]:
+    """Wait until the order of an accepted purchase exists and return it."""
+    deadline = time.monotonic() + within_s
+    while True:
+        body = _check(
+            await client.get("/v1/orders", params={"request_id": request_id}, headers=shopper.headers), "list orders"
+        )
+        orders: list[dict[str, Any]] = body.get("orders", [])
+        if orders:
+            return orders[0]
+        if time.monotonic() > deadline:
+            raise DemoError(f"no order for accepted request {request_id} within {within_s}s")
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, shopper: Shopper, order_id: str, status: str, within_s: float
+) -> dict[str, Any]:
+    """Poll an order until it reaches a status."""
+    deadline = time.monotonic() + within_s
+    while True:
+        order = _check(await client.get(f"/v1/orders/{order_id}", headers=shopper.headers), "get order")
+        if order.get("status") == status:
+            return order
+        if time.monotonic() > deadline:
+            raise DemoError(f"order {order_id} is {order.get('status')}, not {status}, after {within_s}s")
+        await asyncio.sleep(0.25)
