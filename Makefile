@@ -34,6 +34,7 @@ bench: install
 lint: install
 	$(VENV)/bin/ruff check services operator tools tests scripts
 	$(VENV)/bin/ruff format --check services operator tools tests scripts
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy
