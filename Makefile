@@ -1,58 +1,79 @@
-# Flashsale developer commands. `make demo` and `make test` install what is missing first.
+# Flashsale developer commands. Every target installs what is missing first. `make help` lists them.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest -q
+SOURCES := services operator tools tests scripts
+SCRIPTS := scripts/repeat_tests.py scripts/bench_against.py
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install demo up test bench loadtest lint typecheck proto proto-check unit faults-repeat clean envtest-up envtest-down
+.DEFAULT_GOAL := help
+.PHONY: help install demo up test check lint typecheck unit integration e2e faults operator faults-repeat \
+	bench loadtest proto proto-check envtest-up envtest-down clean
 
-install:
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: ## install what is missing (apt packages, .venv with the pinned dependencies); idempotent
 	@scripts/bootstrap.sh
 
-demo: install
+demo: install ## run the platform and a demo sale, print a report (reports/demo.json)
 	$(PY) -m flashsale_tools.cli demo
 
-up: install
+up: install ## run Kafka, every service and the gateway on :8080 until Ctrl-C
 	$(PY) -m flashsale_tools.cli up
 
-test: install lint typecheck proto-check
-	$(PY) -m pytest -q
+test: install lint typecheck proto-check ## everything: lint, types, import contracts, proto drift, every test
+	$(PYTEST)
 
-unit: install
-	$(PY) -m pytest -q tests/unit
+check: install lint typecheck unit ## the quick loop: lint, types, import contracts, unit tests
 
-# the fault tests N times in a row (default 20), failures reported by test: make faults-repeat N=20
-N ?= 20
-faults-repeat: install
-	$(PY) scripts/repeat_tests.py --runs $(N) -- -m faults
-
-loadtest: install
-	$(PY) -m flashsale_tools.cli loadtest
-
-bench: install
-	scripts/bench.sh
-
-lint: install
-	$(VENV)/bin/ruff check services operator tools tests scripts
-	$(VENV)/bin/ruff format --check services operator tools tests scripts
+lint: install ## ruff, ruff format and the import contracts (lint-imports)
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
 	$(VENV)/bin/lint-imports
 
-typecheck: install
+typecheck: install ## mypy --strict
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict scripts/repeat_tests.py scripts/bench_against.py
+	$(VENV)/bin/mypy --strict $(SCRIPTS)
 
-proto: install
+unit: install ## unit tests of the pure logic (seconds)
+	$(PYTEST) tests/unit
+
+integration: install ## each adapter and service against real Kafka, PostgreSQL and SQLite
+	$(PYTEST) -m integration
+
+e2e: install ## the whole platform as processes (demo, shopper journey, load test)
+	$(PYTEST) -m e2e
+
+faults: install ## a worker killed, the broker and PostgreSQL restarted, replays, workers joining and leaving
+	$(PYTEST) -m faults
+
+operator: install ## the operator against a real kube-apiserver and etcd (built once, cached)
+	$(PYTEST) -m operator
+
+N ?= 20
+faults-repeat: install ## the fault tests N times in a row, failures by test (make faults-repeat N=20)
+	$(PY) scripts/repeat_tests.py --runs $(N) -- -m faults
+
+loadtest: install ## a spike of shoppers, the checker, reports/loadtest.json and .png
+	$(PY) -m flashsale_tools.cli loadtest
+
+bench: install ## the purchase designs side by side on one workload (reports/bench.json)
+	scripts/bench.sh
+
+proto: install ## regenerate services/flashsale_api from proto/
 	PYTHON=$(PY) scripts/gen_proto.sh
 
-proto-check: proto
+proto-check: proto ## fail when the generated stubs drift from proto/
 	@git diff --exit-code --stat -- services/flashsale_api || (echo "generated stubs drifted from proto/: run make proto and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- services/flashsale_api)" || (echo "untracked generated stubs: run make proto and commit" >&2; exit 1)
 
-envtest-up: install
+envtest-up: install ## a real kube-apiserver and etcd on loopback (prints the KUBECONFIG)
 	scripts/envtest.sh build
 	scripts/envtest.sh up
 
-envtest-down:
+envtest-down: ## stop the envtest control plane
 	scripts/envtest.sh down
 
-clean:
-	rm -rf var reports .pytest_cache .mypy_cache
+clean: ## remove local data, reports and caches
+	rm -rf var reports .pytest_cache .mypy_cache .import_linter_cache

@@ -16,6 +16,8 @@ from flashsale.common.settings import Settings
 from flashsale_api.v1 import events_pb2
 from flashsale_tools.platform import kafka_broker
 
+pytestmark = pytest.mark.integration
+
 MIGRATIONS = ["CREATE TABLE items (id TEXT PRIMARY KEY, qty BIGINT NOT NULL)"]
 
 

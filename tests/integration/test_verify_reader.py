@@ -17,6 +17,8 @@ from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
 from flashsale_tools.verify import cli, reader, rules
 
+pytestmark = pytest.mark.integration
+
 # The sales service's tables as docs/pipeline.md defines them (its own migrations are written elsewhere).
 SALES_TABLES = """
 CREATE TABLE sales (

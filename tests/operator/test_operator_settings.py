@@ -8,6 +8,8 @@ import pytest
 from flashsale.common import settings as common_settings
 from flashsale_operator import settings
 
+pytestmark = pytest.mark.integration
+
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("FLASHSALE_OPERATOR_NAMESPACE", "FLASHSALE_STRIMZI_CLUSTER", "FLASHSALE_SALES_DEPLOYMENT"):
