@@ -9,7 +9,7 @@ import kopf
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
-from flashsale.common import logs
+from flashsale.common import logs, process
 from flashsale.common import settings as common_settings
 from flashsale_operator import decide, handlers, kube
 from flashsale_operator import settings as operator_settings
@@ -69,19 +69,20 @@ async def run(
         await api.close()
 
 
-def main() -> None:
-    """Run the FlashSale operator (configured by FLASHSALE_* variables and KUBECONFIG or the pod's account)."""
-    try:
-        config = common_settings.load_settings()
-        own = operator_settings.load_operator_settings()
-    except common_settings.ConfigError as exc:
-        raise SystemExit(f"operator: {exc}") from None
+def _load() -> tuple[common_settings.Settings, operator_settings.OperatorSettings]:
+    return common_settings.load_settings(), operator_settings.load_operator_settings()
+
+
+async def _serve(loaded: tuple[common_settings.Settings, operator_settings.OperatorSettings]) -> None:
+    config, own = loaded
     logs.configure_logging("operator", config.log_level, config.log_format)
     try:
-        asyncio.run(run(config, own))
+        await run(config, own)
     except k8s_config.ConfigException as exc:
         raise SystemExit(f"operator: no Kubernetes credentials (in-cluster or KUBECONFIG): {exc}") from None
 
 
-if __name__ == "__main__":
-    main()
+def main() -> None:
+    """Run the FlashSale operator (configured by FLASHSALE_* variables and KUBECONFIG or the pod's account) until
+    SIGTERM or SIGINT (exit 2 naming the variable on a bad setting)."""
+    process.main("operator", _load, _serve)

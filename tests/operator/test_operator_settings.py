@@ -1,5 +1,6 @@
 """The operator's settings come from FLASHSALE_* variables; a bad value stops it naming the variable."""
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,11 @@ from flashsale.common import settings as common_settings
 from flashsale_operator import settings
 
 pytestmark = pytest.mark.integration
+
+
+def _python_path() -> dict[str, str]:
+    """PYTHONPATH when the checkout is not installed (a worktree run against another checkout's venv)."""
+    return {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,7 +41,7 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, variabl
 def test_the_operator_process_stops_naming_the_bad_variable() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "flashsale_tools.cli", "run", "operator"],
-        env={"FLASHSALE_OPERATOR_POLL_S": "soon", "PATH": "/usr/bin:/bin"},
+        env={"FLASHSALE_OPERATOR_POLL_S": "soon", "PATH": "/usr/bin:/bin", **_python_path()},
         capture_output=True,
         text=True,
         timeout=60,

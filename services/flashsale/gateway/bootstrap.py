@@ -12,7 +12,7 @@ import fastapi
 import uvicorn
 import uvloop
 
-from flashsale.common import logs
+from flashsale.common import logs, process
 from flashsale.common import settings as common_settings
 from flashsale.common.settings import Settings
 from flashsale.gateway import app as gateway_app
@@ -124,6 +124,17 @@ def build(
     return GatewayServer(settings, gateway or gateway_settings.load_gateway_settings(), host, port)
 
 
+def _load() -> tuple[Settings, gateway_settings.GatewaySettings]:
+    return common_settings.load_settings(), gateway_settings.load_gateway_settings()
+
+
+async def _serve(config: tuple[Settings, gateway_settings.GatewaySettings]) -> None:
+    settings, gateway = config
+    logs.configure_logging("gateway", settings.log_level, settings.log_format)
+    log.info("starting", extra={"host": settings.gateway_host, "port": settings.gateway_port})
+    await serve(settings, gateway)
+
+
 async def serve(settings: Settings, gateway: gateway_settings.GatewaySettings) -> None:
     """Serve on settings.gateway_host:gateway_port until SIGTERM/SIGINT, then shut down gracefully."""
     clients = gateway_clients.open_clients(settings)
@@ -132,12 +143,5 @@ async def serve(settings: Settings, gateway: gateway_settings.GatewaySettings) -
 
 
 def main() -> None:
-    """Entry point of the gateway process."""
-    try:
-        settings = common_settings.load_settings()
-        gateway = gateway_settings.load_gateway_settings()
-    except common_settings.ConfigError as exc:
-        raise SystemExit(f"configuration error: {exc}") from None
-    logs.configure_logging("gateway", settings.log_level, settings.log_format)
-    log.info("starting", extra={"host": settings.gateway_host, "port": settings.gateway_port})
-    uvloop.run(serve(settings, gateway))
+    """Run the gateway until SIGTERM or SIGINT (exit 2 naming the variable on a bad setting)."""
+    process.main("gateway", _load, _serve, run=uvloop.run)

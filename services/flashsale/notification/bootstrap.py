@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from flashsale.common import grpc_server, runtime, topics
+from flashsale.common import grpc_server, process, runtime, topics
 from flashsale.common import settings as settings_mod
 from flashsale.notification import consumers, delivery, grpc_api, live, repository, service
 from flashsale_api.v1 import notification_pb2_grpc
@@ -43,9 +43,5 @@ async def serve(settings: settings_mod.Settings) -> None:
 
 
 def main() -> None:
-    """Entry point: read FLASHSALE_* settings and serve."""
-    try:
-        settings = settings_mod.load_settings()
-        asyncio.run(serve(settings))
-    except settings_mod.ConfigError as exc:
-        raise SystemExit(f"notification: {exc}") from None
+    """Run the notification service until SIGTERM or SIGINT (exit 2 naming the variable on a bad setting)."""
+    process.main(NAME, settings_mod.load_settings, serve)

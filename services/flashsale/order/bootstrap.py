@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from flashsale.common import grpc_server, runtime, settings, topics
+from flashsale.common import grpc_server, process, runtime, settings, topics
 from flashsale.order import consumers, grpc_api, payment, repository, service
 from flashsale_api.v1 import order_pb2, order_pb2_grpc
 
+NAME = "order"
 SERVICE_NAME = order_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
 
 def build(config: settings.Settings, provider: payment.PaymentProvider | None = None) -> grpc_server.GrpcService:
     """Build the order service (call inside the running event loop); the payment provider defaults to the simulator."""
-    rt = runtime.build_runtime("order", config, config.order_addr, [SERVICE_NAME], repository.MIGRATIONS)
+    rt = runtime.build_runtime(NAME, config, config.order_addr, [SERVICE_NAME], repository.MIGRATIONS)
     orders = service.OrderService(rt.db, provider or payment.SimulatedProvider(), rt.relay.notify)
     api = grpc_api.OrderApi(orders)
     rt.server.register(lambda server: order_pb2_grpc.add_OrderServiceServicer_to_server(api, server))
@@ -27,11 +28,11 @@ def build(config: settings.Settings, provider: payment.PaymentProvider | None = 
     return rt.server
 
 
-async def _serve() -> None:
-    server = build(settings.load_settings())
-    await server.run_until_signalled()
+async def serve(config: settings.Settings) -> None:
+    """Run the order service until SIGTERM or SIGINT."""
+    await build(config).run_until_signalled()
 
 
 def main() -> None:
-    """Run the order service until SIGTERM or SIGINT."""
-    asyncio.run(_serve())
+    """Run the order service until SIGTERM or SIGINT (exit 2 naming the variable on a bad setting)."""
+    process.main(NAME, settings.load_settings, serve)

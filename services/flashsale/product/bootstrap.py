@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from flashsale.common import grpc_server, runtime, settings, topics
+from flashsale.common import grpc_server, process, runtime, settings, topics
 from flashsale.product import consumers, grpc_api, repository, service
 from flashsale_api.v1 import product_pb2, product_pb2_grpc
 
+NAME = "product"
 SERVICE_NAME = product_pb2.DESCRIPTOR.services_by_name["ProductService"].full_name
 
 
 def build(config: settings.Settings) -> grpc_server.GrpcService:
     """Build the product service (call inside the running event loop)."""
-    rt = runtime.build_runtime("product", config, config.product_addr, [SERVICE_NAME], repository.MIGRATIONS)
+    rt = runtime.build_runtime(NAME, config, config.product_addr, [SERVICE_NAME], repository.MIGRATIONS)
     products = service.ProductService(rt.db, rt.relay.notify)
     api = grpc_api.ProductApi(products)
     rt.server.register(lambda server: product_pb2_grpc.add_ProductServiceServicer_to_server(api, server))
@@ -21,11 +20,11 @@ def build(config: settings.Settings) -> grpc_server.GrpcService:
     return rt.server
 
 
-async def _serve() -> None:
-    server = build(settings.load_settings())
-    await server.run_until_signalled()
+async def serve(config: settings.Settings) -> None:
+    """Run the product service until SIGTERM or SIGINT."""
+    await build(config).run_until_signalled()
 
 
 def main() -> None:
-    """Run the product service until SIGTERM or SIGINT."""
-    asyncio.run(_serve())
+    """Run the product service until SIGTERM or SIGINT (exit 2 naming the variable on a bad setting)."""
+    process.main(NAME, settings.load_settings, serve)

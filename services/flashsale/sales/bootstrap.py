@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from flashsale.common import grpc_server, runtime, topics
-from flashsale.common.settings import ConfigError, Settings, load_settings
+from flashsale.common import grpc_server, process, runtime, topics
+from flashsale.common.settings import Settings, load_settings
 from flashsale.sales import catalog, consumers, decision_feed, grpc_api, pipeline, repository, service, worker
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
@@ -71,19 +71,11 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
     return rt.server
 
 
-async def _serve(settings: Settings) -> None:
-    server = build(settings)
-    await server.run_until_signalled()
+async def serve(settings: Settings) -> None:
+    """Run the sales service until SIGTERM or SIGINT."""
+    await build(settings).run_until_signalled()
 
 
 def main() -> None:
-    """Run the sales service until SIGTERM / SIGINT."""
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise SystemExit(f"sales: {exc}") from None
-    asyncio.run(_serve(settings))
-
-
-if __name__ == "__main__":
-    main()
+    """Run the sales service until SIGTERM or SIGINT (exit 2 naming the variable on a bad setting)."""
+    process.main(NAME, load_settings, serve)

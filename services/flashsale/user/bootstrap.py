@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from flashsale.common import grpc_server, runtime
+from flashsale.common import grpc_server, process, runtime
 from flashsale.common import settings as settings_mod
 from flashsale.user import grpc_api, passwords, repository, service, tokens
 from flashsale_api.v1 import user_pb2_grpc
@@ -34,9 +32,5 @@ async def serve(settings: settings_mod.Settings) -> None:
 
 
 def main() -> None:
-    """Entry point: read FLASHSALE_* settings and serve."""
-    try:
-        settings = settings_mod.load_settings()
-        asyncio.run(serve(settings))
-    except settings_mod.ConfigError as exc:
-        raise SystemExit(f"user: {exc}") from None
+    """Run the user service until SIGTERM or SIGINT (exit 2 naming the variable on a bad setting)."""
+    process.main(NAME, settings_mod.load_settings, serve)
