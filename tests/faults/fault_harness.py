@@ -360,7 +360,7 @@ def published_decisions(bootstrap: str, sale_id: str, want: set[str], within_s: 
                     continue
                 env = events_pb2.EventEnvelope()
                 env.ParseFromString(msg.value() or b"")
-                if env.type != decided.EVENT_TYPE:
+                if env.type != topics.PURCHASES_DECIDED:
                     continue
                 body = events_pb2.PurchasesDecided()
                 env.payload.Unpack(body)

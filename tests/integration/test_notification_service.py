@@ -349,7 +349,7 @@ async def test_register_verify_and_notify_by_mail_sms_and_live(
             reasons=["sold_out", "", ""],
             reservation_ids=["", "res-theirs", "res-mine"],
         )
-        decision = await env.publish(topics.SALES, decided.EVENT_TYPE, "sale-1", batch)
+        decision = await env.publish(topics.SALES, topics.PURCHASES_DECIDED, "sale-1", batch)
         first, second = [await stream.next_of("purchase.decided") for _ in range(2)]
         assert (first.notification_id, first.title) == (decided.entry_id(rejected), "Purchase rejected")
         assert "sold out" in first.body and first.data["reason"] == "sold_out"

@@ -73,7 +73,7 @@ def _decided(sale_id: str, entries: list[decided.Entry]) -> events_pb2.Purchases
 
 
 async def _publish(env: Env, sale_id: str, *entries: decided.Entry) -> events_pb2.EventEnvelope:
-    envelope = events.envelope(decided.EVENT_TYPE, sale_id, _decided(sale_id, list(entries)), "test")
+    envelope = events.envelope(topics.PURCHASES_DECIDED, sale_id, _decided(sale_id, list(entries)), "test")
     await env.producer.publish(topics.SALES, envelope)
     return envelope
 

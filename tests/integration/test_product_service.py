@@ -14,7 +14,7 @@ from google.protobuf import message
 from grpc_errors import refused
 from kafka_reader import Predicate, TopicTap
 
-from flashsale.common import decided, events, kafka, timeutil, topics
+from flashsale.common import events, kafka, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.product import bootstrap
 from flashsale_api.v1 import events_pb2, product_pb2, product_pb2_grpc
@@ -178,7 +178,7 @@ async def test_availability_and_price_follow_sales_events(env: Env) -> None:
         first = await asyncio.wait_for(watch.read(), 10)
         assert isinstance(first, product_pb2.Availability)
         assert (first.sale_id, first.remaining, first.stock) == (sale, 10, 10)
-        decisions = await _publish(env, decided.EVENT_TYPE, sale, _decided(sale, pid, 10, 7))
+        decisions = await _publish(env, topics.PURCHASES_DECIDED, sale, _decided(sale, pid, 10, 7))
         change = await asyncio.wait_for(watch.read(), 30)
         assert isinstance(change, product_pb2.Availability)
         assert (change.remaining, change.stock) == (7, 10)
@@ -200,7 +200,7 @@ async def test_availability_and_price_follow_sales_events(env: Env) -> None:
     assert (await _availability(env, pid, sale, lambda a: True)).remaining == 9
 
     unseen = uuid.uuid4().hex
-    await _publish(env, decided.EVENT_TYPE, unseen, _decided(unseen, pid, 5, 4))
+    await _publish(env, topics.PURCHASES_DECIDED, unseen, _decided(unseen, pid, 5, 4))
     row = await _availability(env, pid, unseen, lambda a: True)
     assert (row.stock, row.remaining, row.sale_price_cents) == (5, 4, 500)
 

@@ -109,7 +109,7 @@ async def test_a_crowd_in_batches_buys_exactly_the_stock(backend_settings: Setti
         deadline = time.monotonic() + 30
         while len(published) < distinct:
             for env in events.drain(timeout=1.0):
-                if env.type == decided.EVENT_TYPE:
+                if env.type == topics.PURCHASES_DECIDED:
                     body = events_pb2.PurchasesDecided()
                     env.payload.Unpack(body)
                     if body.sale_id == sale.sale_id:

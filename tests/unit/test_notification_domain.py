@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from flashsale.common import decided, errors, events
+from flashsale.common import errors, events, topics
 from flashsale.notification import consumers, delivery, domain, live
 from flashsale_api.v1 import events_pb2
 
@@ -80,7 +80,7 @@ def _batch() -> events_pb2.PurchasesDecided:
 
 
 def _decided(batch: events_pb2.PurchasesDecided) -> events_pb2.EventEnvelope:
-    return events.envelope(decided.EVENT_TYPE, batch.sale_id, batch, "test")
+    return events.envelope(topics.PURCHASES_DECIDED, batch.sale_id, batch, "test")
 
 
 def test_one_purchase_notice_per_decision_to_its_shopper() -> None:
@@ -118,7 +118,7 @@ def test_live_handler_publishes_each_decision_and_never_the_verification() -> No
     ]
     published.clear()
     registered = events_pb2.UserRegistered(user_id="ann", email="ann@example.com", verification_token="secret")
-    handle(events.envelope(domain.USER_REGISTERED, "ann", registered, "test"))
+    handle(events.envelope(topics.USER_REGISTERED, "ann", registered, "test"))
     malformed = _batch()
     del malformed.quantities[0]
     handle(_decided(malformed))  # skipped here, dead-lettered by the delivery consumer

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from flashsale.common import decided, errors, events
+from flashsale.common import errors, events, topics
 from flashsale.sales import decision_feed, domain, pipeline
 from flashsale_api.v1 import events_pb2
 
@@ -20,7 +20,7 @@ def _event(reasons: list[str]) -> events_pb2.EventEnvelope:
         reasons=reasons,
         reservation_ids=["" if r else f"res{i}" for i, r in enumerate(reasons)],
     )
-    return events.envelope(decided.EVENT_TYPE, "sale-1", body, "sales")
+    return events.envelope(topics.PURCHASES_DECIDED, "sale-1", body, "sales")
 
 
 async def test_a_waiting_call_gets_its_decision_from_an_event_handled_in_another_thread() -> None:

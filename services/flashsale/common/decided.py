@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from flashsale.common import errors
+from flashsale.common import errors, topics
 from flashsale_api.v1 import events_pb2
 
-EVENT_TYPE = "purchases.decided"
 _ITEM_PREFIX = "decision-"
 
 
@@ -32,7 +31,8 @@ def entries(msg: events_pb2.PurchasesDecided) -> list[Entry]:
     columns = (msg.request_ids, msg.user_ids, msg.quantities, msg.reasons, msg.reservation_ids)
     if len({len(c) for c in columns}) != 1:
         raise errors.PermanentEventError(
-            f"{EVENT_TYPE}: columns of different lengths {[len(c) for c in columns]} for sale {msg.sale_id!r}"
+            f"{topics.PURCHASES_DECIDED}: columns of different lengths {[len(c) for c in columns]} "
+            f"for sale {msg.sale_id!r}"
         )
     return [Entry(*row) for row in zip(*columns, strict=True)]
 

@@ -1,10 +1,39 @@
-"""Kafka topic names; every event of one entity is keyed by that entity's id."""
+"""Kafka topic names and the event types published on each; every event of one entity is keyed by that entity's id.
+
+The one home of both: docs/architecture.md's event table lists the same."""
 
 USERS = "flashsale.users"
 PRODUCTS = "flashsale.products"
 SALES = "flashsale.sales"
 ORDERS = "flashsale.orders"
 ALL = (USERS, PRODUCTS, SALES, ORDERS)
+
+USER_REGISTERED = "user.registered"
+USER_VERIFIED = "user.verified"
+PRODUCT_CHANGED = "product.changed"
+SALE_CREATED = "sale.created"
+SALE_UPDATED = "sale.updated"
+PURCHASES_DECIDED = "purchases.decided"
+STOCK_RELEASED = "stock.released"
+ORDER_CREATED = "order.created"
+ORDER_PAID = "order.paid"
+ORDER_EXPIRED = "order.expired"
+ORDER_CANCELLED = "order.cancelled"
+
+TOPIC_OF = {
+    USER_REGISTERED: USERS,
+    USER_VERIFIED: USERS,
+    PRODUCT_CHANGED: PRODUCTS,
+    SALE_CREATED: SALES,
+    SALE_UPDATED: SALES,
+    PURCHASES_DECIDED: SALES,
+    STOCK_RELEASED: SALES,
+    ORDER_CREATED: ORDERS,
+    ORDER_PAID: ORDERS,
+    ORDER_EXPIRED: ORDERS,
+    ORDER_CANCELLED: ORDERS,
+}
+"""The topic each event type is published on."""
 
 
 def dead_letter(topic: str) -> str:

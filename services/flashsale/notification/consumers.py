@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from flashsale.common import database, decided, errors, events, outbox, timeutil, validation
+from flashsale.common import database, decided, errors, events, outbox, timeutil, topics, validation
 from flashsale.notification import delivery, domain, repository
 from flashsale_api.v1 import events_pb2
 
@@ -36,7 +36,7 @@ def interpret(env: events_pb2.EventEnvelope) -> list[Incoming]:
     """
     kind = env.type
     created = timeutil.from_timestamp(env.occurred_at) or timeutil.now_ms()
-    if kind == domain.USER_REGISTERED:
+    if kind == topics.USER_REGISTERED:
         registered = events_pb2.UserRegistered()
         events.unpack(env, registered)
         user_id = _user_id(registered.user_id)
@@ -44,7 +44,7 @@ def interpret(env: events_pb2.EventEnvelope) -> list[Incoming]:
             raise errors.PermanentEventError("user.registered without a verification token")
         note = domain.verification(env.event_id, user_id, registered.email, registered.verification_token, created)
         return [Incoming(note, domain.Contact(user_id, registered.email, registered.phone))]
-    if kind == domain.USER_VERIFIED:
+    if kind == topics.USER_VERIFIED:
         verified = events_pb2.UserVerified()
         events.unpack(env, verified)
         return [Incoming(domain.verified(env.event_id, _user_id(verified.user_id), verified.email, created))]
@@ -61,7 +61,7 @@ def interpret(env: events_pb2.EventEnvelope) -> list[Incoming]:
             pay_by_ms=timeutil.from_timestamp(order.pay_by),
         )
         return [Incoming(domain.order_changed(env.event_id, kind, update, created))]
-    if kind == decided.EVENT_TYPE:
+    if kind == topics.PURCHASES_DECIDED:
         return _decisions(env, created)
     return []
 
@@ -113,7 +113,7 @@ class DeliveryHandler:
     def __call__(self, env: events_pb2.EventEnvelope) -> None:
         """Handle one event in the consumer thread (blocking is fine here)."""
         for incoming in interpret(env):
-            if incoming.notification.kind in (domain.USER_REGISTERED, *domain.ORDER_KINDS):
+            if incoming.notification.kind in (topics.USER_REGISTERED, *domain.ORDER_KINDS):
                 self._deliver(incoming)
 
     def _deliver(self, incoming: Incoming) -> None:

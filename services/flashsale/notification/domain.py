@@ -7,14 +7,14 @@ import datetime
 from collections.abc import Mapping
 from typing import Literal
 
+from flashsale.common import topics
+
 Channel = Literal["email", "sms"]
 Status = Literal["sent", "failed"]
 
-USER_REGISTERED = "user.registered"
-USER_VERIFIED = "user.verified"
 PURCHASE_DECIDED = "purchase.decided"  # one decision, as a shopper sees it (a purchases.decided event holds many)
-ORDER_KINDS = frozenset({"order.created", "order.paid", "order.expired", "order.cancelled"})
-LIVE_KINDS = frozenset({USER_VERIFIED, PURCHASE_DECIDED, *ORDER_KINDS})
+ORDER_KINDS = frozenset({topics.ORDER_CREATED, topics.ORDER_PAID, topics.ORDER_EXPIRED, topics.ORDER_CANCELLED})
+LIVE_KINDS = frozenset({topics.USER_VERIFIED, PURCHASE_DECIDED, *ORDER_KINDS})
 VERIFICATION_SUBJECT = "Verify your Flashsale account"
 SMS_MAX = 160
 ERROR_MAX = 500
@@ -132,7 +132,7 @@ def verification(notification_id: str, user_id: str, email: str, token: str, cre
         "Until you do, you can sign in but not buy.\n"
     )
     return Notification(
-        notification_id, user_id, USER_REGISTERED, VERIFICATION_SUBJECT, body, {"email": email}, created_at_ms
+        notification_id, user_id, topics.USER_REGISTERED, VERIFICATION_SUBJECT, body, {"email": email}, created_at_ms
     )
 
 
@@ -140,7 +140,7 @@ def verified(notification_id: str, user_id: str, email: str, created_at_ms: int)
     """The live notice that an e-mail address is verified."""
     body = f"Your e-mail address {email} is verified; you can now buy in flash sales."
     return Notification(
-        notification_id, user_id, USER_VERIFIED, "E-mail verified", body, {"email": email}, created_at_ms
+        notification_id, user_id, topics.USER_VERIFIED, "E-mail verified", body, {"email": email}, created_at_ms
     )
 
 
@@ -148,13 +148,13 @@ def order_changed(notification_id: str, kind: str, order: OrderUpdate, created_a
     """The notice of an order created, paid, expired or cancelled."""
     items = f"{order.quantity} item{'s' if order.quantity != 1 else ''}"
     amount = money(order.amount_cents)
-    if kind == "order.created":
+    if kind == topics.ORDER_CREATED:
         title = "Your order awaits payment"
         body = f"Order {order.order_id} for {items} ({amount}) is reserved for you. Pay by {clock(order.pay_by_ms)}."
-    elif kind == "order.paid":
+    elif kind == topics.ORDER_PAID:
         title = "Payment received"
         body = f"We received {amount} for order {order.order_id} ({items}). Thank you!"
-    elif kind == "order.expired":
+    elif kind == topics.ORDER_EXPIRED:
         title = "Your order expired"
         body = f"Order {order.order_id} was not paid in time and has expired; the items went back on sale."
     else:
@@ -210,7 +210,7 @@ def channels(kind: str, prefs: Preferences, contact: Contact | None, sms_configu
     """The channels to send a notification on: verification always by e-mail, orders as the user prefers."""
     if contact is None:
         return ()
-    if kind == USER_REGISTERED:
+    if kind == topics.USER_REGISTERED:
         return ("email",) if contact.email else ()
     if kind not in ORDER_KINDS:
         return ()

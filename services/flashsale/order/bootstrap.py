@@ -16,7 +16,7 @@ def build(config: settings.Settings, provider: payment.PaymentProvider | None = 
     """Build the order service (call inside the running event loop); the payment provider defaults to the simulator."""
     rt = runtime.build_runtime(NAME, config, config.order_addr, [SERVICE_NAME], repository.MIGRATIONS)
     orders = service.OrderService(rt.db, provider or payment.SimulatedProvider(), rt.relay.notify)
-    api = grpc_api.OrderApi(orders)
+    api = grpc_api.OrderServicer(orders)
     rt.server.register(lambda server: order_pb2_grpc.add_OrderServiceServicer_to_server(api, server))
     loop = asyncio.get_running_loop()
 

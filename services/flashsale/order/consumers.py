@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flashsale.common import database, decided, errors, events, outbox, timeutil
+from flashsale.common import database, decided, errors, events, outbox, timeutil, topics
 from flashsale.order import domain, service
 from flashsale_api.v1 import events_pb2
 
@@ -28,7 +28,7 @@ def decision_of(msg: events_pb2.PurchasesDecided, entry: decided.Entry) -> domai
             raise ValueError("request_id is missing")  # it identifies the decision across re-publications
         domain.check_decision(decision)
     except ValueError as exc:
-        raise errors.PermanentEventError(f"{decided.EVENT_TYPE}: {exc}") from None
+        raise errors.PermanentEventError(f"{topics.PURCHASES_DECIDED}: {exc}") from None
     return decision
 
 
@@ -42,7 +42,7 @@ def handler(
     window_ms = round(window_s * 1000)
 
     def handle(env: events_pb2.EventEnvelope) -> None:
-        if env.type != decided.EVENT_TYPE:
+        if env.type != topics.PURCHASES_DECIDED:
             return
         msg = events_pb2.PurchasesDecided()
         events.unpack(env, msg)

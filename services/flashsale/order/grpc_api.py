@@ -32,7 +32,7 @@ def to_proto(o: domain.Order) -> order_pb2.Order:
     )
 
 
-class OrderApi(order_pb2_grpc.OrderServiceServicer):
+class OrderServicer(order_pb2_grpc.OrderServiceServicer):
     """The gRPC face of the order service."""
 
     def __init__(self, orders: service.OrderService) -> None:

@@ -47,7 +47,7 @@ def create_from_decision(tx: database.Tx, decision: domain.Decision, now: int, w
         return None
     order = domain.new_order(decision, uuid.uuid4().hex, now, window_ms)
     repository.insert(tx, order)
-    emit(tx, "order.created", order)
+    emit(tx, topics.ORDER_CREATED, order)
     return order
 
 
@@ -99,7 +99,7 @@ class OrderService:
                 domain.ensure_payable(current, now)
                 raise errors.FailedPrecondition("payment deadline passed")
             paid = domain.transition(order, domain.Status.PAID, now, payment_id)
-            emit(tx, "order.paid", paid)
+            emit(tx, topics.ORDER_PAID, paid)
             return paid
 
         try:
@@ -121,7 +121,7 @@ class OrderService:
                 domain.ensure_cancellable(_owned(tx, order_id, user_id))
                 raise errors.FailedPrecondition("order changed meanwhile; retry")
             cancelled = domain.transition(order, domain.Status.CANCELLED, now)
-            emit(tx, "order.cancelled", cancelled)
+            emit(tx, topics.ORDER_CANCELLED, cancelled)
             return cancelled
 
         cancelled = await self._db.run(work)
@@ -139,7 +139,7 @@ class OrderService:
                 expired = 0
                 for order in batch:
                     if domain.is_overdue(order, now) and repository.mark_expired(tx, order.order_id, now):
-                        emit(tx, "order.expired", domain.transition(order, domain.Status.EXPIRED, now))
+                        emit(tx, topics.ORDER_EXPIRED, domain.transition(order, domain.Status.EXPIRED, now))
                         expired += 1
                 return len(batch), expired
 

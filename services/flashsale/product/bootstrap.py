@@ -14,7 +14,7 @@ def build(config: settings.Settings) -> grpc_server.GrpcService:
     """Build the product service (call inside the running event loop)."""
     rt = runtime.build_runtime(NAME, config, config.product_addr, [SERVICE_NAME], repository.MIGRATIONS)
     products = service.ProductService(rt.db, rt.relay.notify)
-    api = grpc_api.ProductApi(products)
+    api = grpc_api.ProductServicer(products)
     rt.server.register(lambda server: product_pb2_grpc.add_ProductServiceServicer_to_server(api, server))
     rt.consume([topics.SALES], consumers.handler(rt.db))
     return rt.server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from flashsale.common import database, decided, errors, events, outbox, timeutil
+from flashsale.common import database, errors, events, outbox, timeutil, topics
 from flashsale.product import domain, repository
 from flashsale_api.v1 import events_pb2
 
@@ -31,7 +31,7 @@ def _sale_terms(env: events_pb2.EventEnvelope, now: int) -> Callable[[database.T
         ends_at=timeutil.from_timestamp(msg.ends_at),
         updated_at=now,
     )
-    restocked = env.type == "sale.updated"  # its stock changed before the first decision: all of it remains
+    restocked = env.type == topics.SALE_UPDATED  # its stock changed before the first decision: all of it remains
 
     def apply(tx: database.Tx) -> None:
         repository.upsert_sale(tx, row)
@@ -43,7 +43,7 @@ def _sale_terms(env: events_pb2.EventEnvelope, now: int) -> Callable[[database.T
 
 def _stock_changed(env: events_pb2.EventEnvelope, now: int) -> Callable[[database.Tx], None]:
     price = 0
-    if env.type == decided.EVENT_TYPE:
+    if env.type == topics.PURCHASES_DECIDED:
         batch = events_pb2.PurchasesDecided()
         events.unpack(env, batch)
         sale_id, product_id, stock, remaining = batch.sale_id, batch.product_id, batch.stock, batch.remaining
@@ -76,9 +76,9 @@ def handler(db: database.Database) -> Callable[[events_pb2.EventEnvelope], None]
 
     def handle(env: events_pb2.EventEnvelope) -> None:
         now = timeutil.now_ms()
-        if env.type in ("sale.created", "sale.updated"):
+        if env.type in (topics.SALE_CREATED, topics.SALE_UPDATED):
             effect = _sale_terms(env, now)
-        elif env.type in (decided.EVENT_TYPE, "stock.released"):
+        elif env.type in (topics.PURCHASES_DECIDED, topics.STOCK_RELEASED):
             effect = _stock_changed(env, now)
         else:
             return

@@ -40,7 +40,7 @@ def _product(view: service.ProductView) -> product_pb2.Product:
     )
 
 
-class ProductApi(product_pb2_grpc.ProductServiceServicer):
+class ProductServicer(product_pb2_grpc.ProductServiceServicer):
     """The gRPC face of the product service."""
 
     def __init__(self, products: service.ProductService, poll_s: float = 0.2) -> None:

@@ -33,7 +33,7 @@ def _changed(tx: database.Tx, product: domain.Product) -> None:
     payload = events_pb2.ProductChanged(
         product_id=product.product_id, name=product.name, base_price_cents=product.base_price_cents
     )
-    outbox.add(tx, topics.PRODUCTS, events.envelope("product.changed", product.product_id, payload, SOURCE))
+    outbox.add(tx, topics.PRODUCTS, events.envelope(topics.PRODUCT_CHANGED, product.product_id, payload, SOURCE))
 
 
 class ProductService:

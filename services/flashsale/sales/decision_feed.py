@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flashsale.common import decided, errors, events, timeutil
+from flashsale.common import decided, errors, events, timeutil, topics
 from flashsale.sales import domain, pipeline
 from flashsale_api.v1 import events_pb2
 
@@ -26,7 +26,7 @@ def decisions_of(body: events_pb2.PurchasesDecided, decided_at: int) -> list[dom
             for entry in decided.entries(body)
         ]
     except ValueError as exc:
-        raise errors.PermanentEventError(f"{decided.EVENT_TYPE}: {exc}") from None
+        raise errors.PermanentEventError(f"{topics.PURCHASES_DECIDED}: {exc}") from None
 
 
 def handler(waiters: pipeline.Waiters) -> Callable[[events_pb2.EventEnvelope], None]:
@@ -34,7 +34,7 @@ def handler(waiters: pipeline.Waiters) -> Callable[[events_pb2.EventEnvelope], N
     calls; does nothing while no call waits."""
 
     def handle(env: events_pb2.EventEnvelope) -> None:
-        if env.type != decided.EVENT_TYPE or not waiters.anyone_waiting():
+        if env.type != topics.PURCHASES_DECIDED or not waiters.anyone_waiting():
             return
         body = events_pb2.PurchasesDecided()
         events.unpack(env, body)

@@ -10,7 +10,7 @@ import dataclasses
 import enum
 from typing import NamedTuple
 
-from flashsale.common import errors, limits, validation
+from flashsale.common import errors, limits, topics, validation
 
 
 class Outcome(enum.Enum):
@@ -220,8 +220,8 @@ def decide(sale: Sale, now: int, bought: int, quantity: int, remaining: int) -> 
     return Outcome.ACCEPTED
 
 
-ORDER_RELEASES = {"order.expired": "expired", "order.cancelled": "cancelled"}
-ORDER_CONFIRMS = "order.paid"
+ORDER_RELEASES = {topics.ORDER_EXPIRED: "expired", topics.ORDER_CANCELLED: "cancelled"}
+ORDER_CONFIRMS = topics.ORDER_PAID
 
 
 def release_reason(event_type: str) -> str | None:

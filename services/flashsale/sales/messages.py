@@ -6,14 +6,11 @@ from collections.abc import Sequence
 
 from google.protobuf import timestamp_pb2
 
-from flashsale.common import decided, events, timeutil
+from flashsale.common import events, timeutil, topics
 from flashsale.sales import domain
 from flashsale_api.v1 import events_pb2, sales_pb2
 
 SOURCE = "sales"
-SALE_CREATED = "sale.created"
-SALE_UPDATED = "sale.updated"
-STOCK_RELEASED = "stock.released"
 
 _OUTCOMES = {
     domain.Outcome.ACCEPTED: sales_pb2.PURCHASE_OUTCOME_ACCEPTED,
@@ -92,12 +89,12 @@ def _sale_terms(value: domain.Sale) -> events_pb2.SaleCreated:
 
 def sale_created(value: domain.Sale) -> events_pb2.EventEnvelope:
     """The sale.created event of a new sale."""
-    return events.envelope(SALE_CREATED, value.sale_id, _sale_terms(value), SOURCE)
+    return events.envelope(topics.SALE_CREATED, value.sale_id, _sale_terms(value), SOURCE)
 
 
 def sale_updated(value: domain.Sale) -> events_pb2.EventEnvelope:
     """The sale.updated event of a sale whose stock changed (the sale's terms, as sale.created carries them)."""
-    return events.envelope(SALE_UPDATED, value.sale_id, _sale_terms(value), SOURCE)
+    return events.envelope(topics.SALE_UPDATED, value.sale_id, _sale_terms(value), SOURCE)
 
 
 def purchases_decided(
@@ -121,7 +118,7 @@ def purchases_decided(
         reasons=[d.outcome.reason for d in made],
         reservation_ids=[d.reservation_id for d in made],
     )
-    return events.envelope(decided.EVENT_TYPE, sale.sale_id, payload, SOURCE, event_id, occurred_at)
+    return events.envelope(topics.PURCHASES_DECIDED, sale.sale_id, payload, SOURCE, event_id, occurred_at)
 
 
 def batch_event_id(topic: str, partition: int, start: int, end: int, part: int) -> str:
@@ -141,4 +138,4 @@ def stock_released(value: domain.Release) -> events_pb2.EventEnvelope:
         product_id=value.sale.product_id,
         stock=value.sale.stock,
     )
-    return events.envelope(STOCK_RELEASED, value.sale.sale_id, payload, SOURCE)
+    return events.envelope(topics.STOCK_RELEASED, value.sale.sale_id, payload, SOURCE)

@@ -75,7 +75,7 @@ class UserService:
             payload = events_pb2.UserRegistered(
                 user_id=user.user_id, email=user.email, phone=user.phone, verification_token=token.plain
             )
-            outbox.add(tx, topics.USERS, events.envelope("user.registered", user.user_id, payload, SOURCE))
+            outbox.add(tx, topics.USERS, events.envelope(topics.USER_REGISTERED, user.user_id, payload, SOURCE))
 
         try:
             await self._db.run(work)
@@ -102,7 +102,7 @@ class UserService:
                 return user, False
             repository.mark_verified(tx, user.user_id, now)
             payload = events_pb2.UserVerified(user_id=user.user_id, email=user.email)
-            outbox.add(tx, topics.USERS, events.envelope("user.verified", user.user_id, payload, SOURCE))
+            outbox.add(tx, topics.USERS, events.envelope(topics.USER_VERIFIED, user.user_id, payload, SOURCE))
             return dataclasses.replace(user, verified=True), True
 
         user, changed = await self._db.run(work)

@@ -20,7 +20,7 @@ from typing import Any
 import confluent_kafka
 import grpc
 
-from flashsale.common import decided, events, topics
+from flashsale.common import events, topics
 from flashsale_api.v1 import events_pb2, sales_pb2
 from flashsale_tools.bench import core, sale_fixture
 
@@ -62,7 +62,7 @@ class DecisionWatcher:
                         continue
                     arrived = time.perf_counter()
                     env = events.decode(msg.value())
-                    if env.type != decided.EVENT_TYPE or env.key != self._sale_id:
+                    if env.type != topics.PURCHASES_DECIDED or env.key != self._sale_id:
                         continue
                     body = events_pb2.PurchasesDecided()
                     events.unpack(env, body)
