@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 import confluent_kafka
 import confluent_kafka.admin as admin
 
-from flashsale.common import errors, events, timeutil, topics
+from flashsale.common import backoff, errors, events, timeutil, topics
 from flashsale_api.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ class EventConsumer:
 
     def _process(self, msg: confluent_kafka.Message) -> bool:
         """Handle one message; True when its offset may be committed."""
-        backoff = 0.1
+        delays = backoff.Backoff(0.1, self._max_backoff)
         while not self._stop.is_set():
             try:
                 self._handler(events.decode(msg.value()))
@@ -251,14 +251,13 @@ class EventConsumer:
                 self._dead_letter(msg, str(exc))
                 return True
             except errors.TemporaryError as exc:
-                log.warning("retrying event", extra={"reason": str(exc), "backoff_s": backoff})
+                log.warning("retrying event", extra={"reason": str(exc)})
             except Exception as exc:
                 log.exception("event handler failed; retrying")
-                if backoff >= self._max_backoff:
+                if delays.exhausted:
                     self._dead_letter(msg, f"handler failed repeatedly: {exc!r}")
                     return True
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+            self._stop.wait(delays.next())
         return False
 
     def _dead_letter(self, msg: confluent_kafka.Message, reason: str) -> None:

@@ -30,10 +30,14 @@ def add(tx: database.Tx, topic: str, env: events_pb2.EventEnvelope) -> None:
     )
 
 
+def processed(tx: database.Tx, event_id: str) -> bool:
+    """True when an event (or a notification, a decision: any id deduplicated here) was processed already."""
+    return tx.fetchone("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,)) is not None
+
+
 def first_time(tx: database.Tx, event_id: str) -> bool:
     """Record an event as processed; False when it was processed before (a redelivery)."""
-    seen = tx.fetchone("SELECT 1 FROM processed_events WHERE event_id = ?", (event_id,))
-    if seen:
+    if processed(tx, event_id):
         return False
     tx.execute("INSERT INTO processed_events (event_id) VALUES (?)", (event_id,))
     return True

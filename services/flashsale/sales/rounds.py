@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from flashsale.common import database, errors
+from flashsale.common import backoff, database, errors
 from flashsale.sales import domain, ledger, ledger_repository, repository, round_store
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Rounds:
     def decide(self, ready: Mapping[Key, Ready], stop: threading.Event) -> list[Decided] | None:
         """Decide the ready batches in one transaction, retrying what the database or a moving stock refused;
         None when `stop` was set first (nothing stored). Raises Gap for a partition to read again."""
-        backoff = 0.05
+        delays = backoff.Backoff()
         bulk = True
         while not stop.is_set():
             try:
@@ -121,8 +121,7 @@ class Rounds:
                 continue
             except errors.TemporaryError as exc:
                 log.warning("round failed; retrying", extra={"reason": str(exc)})
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 2.0)
+            stop.wait(delays.next())
         return None
 
     def _decide_all(self, ready: Mapping[Key, Ready], bulk: bool, tx: database.Tx) -> list[Decided]:

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import confluent_kafka
 
-from flashsale.common import database, errors, kafka, timeutil, topics
+from flashsale.common import backoff, database, errors, kafka, timeutil, topics
 from flashsale.sales import domain, ledger, ledger_repository, messages, records, repository, rounds
 
 log = logging.getLogger(__name__)
@@ -142,14 +142,13 @@ class SalesWorker:
     def _until_done(self, step: Callable[[], _T]) -> _T:
         """Run a step of a rebalance until the database and Kafka let it through (a crash of the consumer thread
         here would leave the process alive and deciding nothing)."""
-        backoff = 0.05
+        delays = backoff.Backoff()
         while True:
             try:
                 return step()
             except (errors.TemporaryError, confluent_kafka.KafkaException) as exc:
                 log.warning("rebalance step failed; retrying", extra={"reason": str(exc)})
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            time.sleep(delays.next())
 
     def _on_revoke(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
         for tp in parts:
