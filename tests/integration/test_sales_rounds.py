@@ -35,7 +35,7 @@ def _users(partition: int) -> Iterator[str]:
 def _batch(sale: domain.Sale, offset: int, users: list[str], arrived_at: int) -> rounds.Ready:
     """One record at `offset` holding a purchase of one unit by each user."""
     requests = [ledger.Request(uuid.uuid4().hex, u, 1, arrived_at, offset) for u in users]
-    return rounds.Ready(sale, 0, [offset], requests)
+    return rounds.Ready(sale, 0, (offset,), tuple(requests))
 
 
 def _report(settings: Settings, sale_id: str) -> tuple[rules.Report, model.Snapshot]:

@@ -3,6 +3,7 @@ describes every target."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -28,3 +29,23 @@ def test_every_make_target_is_phony_and_described_for_make_help() -> None:
     described = set(re.findall(r"^([a-z0-9-]+):.*## ", makefile, flags=re.MULTILINE))
     assert targets == phony, f"not .PHONY: {targets - phony}; .PHONY but no such target: {phony - targets}"
     assert targets == described, f"without a ## description for make help: {targets - described}"
+
+
+def _frozen(node: ast.ClassDef) -> bool:
+    return any(
+        isinstance(d, ast.Call) and any(k.arg == "frozen" and getattr(k.value, "value", False) for k in d.keywords)
+        for d in node.decorator_list
+    )
+
+
+def test_no_frozen_dataclass_holds_a_mutable_list_dict_or_set() -> None:
+    mutable = re.compile(r"(?<![\w.])(list|dict|set)\[")
+    found = []
+    for folder in ("services/flashsale", "operator/flashsale_operator", "tools/flashsale_tools"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ClassDef) and _frozen(node):
+                    for field in node.body:
+                        if isinstance(field, ast.AnnAssign) and mutable.search(ast.unparse(field.annotation)):
+                            found.append(f"{path.relative_to(ROOT)}:{field.lineno} {node.name}")
+    assert not found, f"frozen dataclasses holding a list, dict or set (use a tuple or a Mapping): {found}"

@@ -22,7 +22,7 @@ EXPIRY_BATCH = 500
 class Page:
     """One page of orders and the token of the next (empty on the last page)."""
 
-    items: list[domain.Order]
+    items: tuple[domain.Order, ...]
     next_token: str
 
 
@@ -79,7 +79,7 @@ class OrderService:
             token = ""
             if len(found) > size:
                 token = domain.encode_cursor(domain.Cursor(items[-1].created_at, items[-1].order_id))
-            return Page(items, token)
+            return Page(tuple(items), token)
 
         return await self._db.run(work)
 

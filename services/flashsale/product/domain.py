@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 
 from flashsale.common import errors, paging, validation
 
@@ -102,7 +103,7 @@ def validate_patch(name: str | None, description: str | None, base_price_cents: 
     )
 
 
-def select_price(base_price_cents: int, sales: list[Availability], sale_id: str, now: int) -> Quote:
+def select_price(base_price_cents: int, sales: Sequence[Availability], sale_id: str, now: int) -> Quote:
     """The sale price of the given sale (or of any sale when none given) when it is active now, else the base."""
     candidates = [s for s in sales if s.is_active(now) and (not sale_id or s.sale_id == sale_id)]
     if not candidates:

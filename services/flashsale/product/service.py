@@ -18,14 +18,14 @@ class ProductView:
     """A product with the stock display of its sales."""
 
     product: domain.Product
-    availability: list[domain.Availability]
+    availability: tuple[domain.Availability, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class Page:
     """One page of products and the token of the next (empty on the last page)."""
 
-    items: list[ProductView]
+    items: tuple[ProductView, ...]
     next_token: str
 
 
@@ -56,7 +56,7 @@ class ProductService:
 
         await self._db.run(work)
         self._notify()
-        return ProductView(product, [])
+        return ProductView(product, ())
 
     async def get(self, product_id: str) -> ProductView:
         """A product with its availability, or NOT_FOUND."""
@@ -65,7 +65,7 @@ class ProductService:
             product = repository.get_product(tx, product_id)
             if product is None:
                 raise errors.NotFound("no such product", "product_id")
-            return ProductView(product, repository.availability_of(tx, [product_id])[product_id])
+            return ProductView(product, tuple(repository.availability_of(tx, [product_id])[product_id]))
 
         return await self._db.run(work)
 
@@ -76,7 +76,7 @@ class ProductService:
             found = repository.list_products(tx, after, size + 1)
             items, more = found[:size], len(found) > size
             avail = repository.availability_of(tx, [p.product_id for p in items])
-            views = [ProductView(p, avail[p.product_id]) for p in items]
+            views = tuple(ProductView(p, tuple(avail[p.product_id])) for p in items)
             token = ""
             if more:
                 last = items[-1]
@@ -96,7 +96,7 @@ class ProductService:
             if product is None:
                 raise errors.NotFound("no such product", "product_id")
             _changed(tx, product)
-            return ProductView(product, repository.availability_of(tx, [product_id])[product_id])
+            return ProductView(product, tuple(repository.availability_of(tx, [product_id])[product_id]))
 
         view = await self._db.run(work)
         self._notify()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -40,11 +41,11 @@ class Verdict(NamedTuple):
 class BatchDecision:
     """Everything a batch changes: new verdicts, stock taken, pool drawn, quantities newly held."""
 
-    verdicts: list[Verdict]
-    duplicates: list[Request]  # request ids decided before (the first decision stands)
+    verdicts: tuple[Verdict, ...]
+    duplicates: tuple[Request, ...]  # request ids decided before (the first decision stands)
     taken: int  # units reserved by this batch
     drawn: int  # units moved from the pool into the partition
-    held: dict[str, int]  # user → units newly reserved by this batch
+    held: Mapping[str, int]  # user → units newly reserved by this batch
 
 
 def decide_batch(
@@ -83,7 +84,7 @@ def decide_batch(
             holding[req.user_id] = holding.get(req.user_id, 0) + req.quantity
             newly[req.user_id] = newly.get(req.user_id, 0) + req.quantity
         verdicts.append(Verdict(req, outcome))
-    return BatchDecision(verdicts, duplicates, taken, drawn, newly)
+    return BatchDecision(tuple(verdicts), tuple(duplicates), taken, drawn, types.MappingProxyType(newly))
 
 
 def _decide_one(terms: Terms, req: Request, holds: int, available: int) -> domain.Outcome:

@@ -22,7 +22,7 @@ class Prepared:
     """A prepared sale's partitions and pool."""
 
     sale_id: str
-    partitions: list[PartitionRow]
+    partitions: tuple[PartitionRow, ...]
     reserve: int
     pool_remaining: int
 
@@ -37,7 +37,7 @@ def prepared(tx: database.Tx, sale_id: str) -> Prepared | None:
         return None
     pool = tx.fetchone("SELECT stock, remaining FROM sale_pools WHERE sale_id = ?", (sale_id,))
     reserve, left = (int(pool[0]), int(pool[1])) if pool else (0, 0)
-    return Prepared(sale_id, [PartitionRow(*(int(v) for v in row)) for row in rows], reserve, left)
+    return Prepared(sale_id, tuple(PartitionRow(*(int(v) for v in row)) for row in rows), reserve, left)
 
 
 def any_decided(tx: database.Tx, sale_id: str) -> bool:

@@ -8,7 +8,8 @@ server (string_to_array), and inserts decisions and reservations with COPY.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import types
+from collections.abc import Iterable, Mapping, Sequence
 
 from flashsale.common import database
 from flashsale.sales import domain, ledger
@@ -51,8 +52,8 @@ class StockMoved(Exception):
 class Locked:
     """What a round reads under its locks: each partition's remaining stock and next offset, and the pool."""
 
-    remaining: dict[int, int]  # of the round's partitions (of every partition of the sale in a whole-sale round)
-    next_offset: dict[int, int]
+    remaining: Mapping[int, int]  # of the round's partitions (of every partition of the sale in a whole-sale round)
+    next_offset: Mapping[int, int]
     pool: int
     stock: int  # the sale's stock now (it may change until the first decision)
 
@@ -124,7 +125,10 @@ def lock(
     stored = {int(p): int(o) for p, o in offsets}
     stock = tx.fetchone("SELECT stock FROM sales WHERE sale_id = ?", (sale_id,))
     return Locked(
-        remaining, {p: stored.get(p, 0) for p in parts}, int(pool[0]) if pool else 0, int(stock[0]) if stock else 0
+        types.MappingProxyType(remaining),
+        types.MappingProxyType({p: stored.get(p, 0) for p in parts}),
+        int(pool[0]) if pool else 0,
+        int(stock[0]) if stock else 0,
     )
 
 

@@ -31,8 +31,8 @@ class Ready:
 
     sale: domain.Sale
     published: int  # the partition's published offset, stored again with the round's offsets
-    offsets: list[int]  # of the records read, in log order
-    requests: list[ledger.Request]  # the records' purchases, in order
+    offsets: tuple[int, ...]  # of the records read, in log order
+    requests: tuple[ledger.Request, ...]  # the records' purchases, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +55,8 @@ class Decided:
     topic: str
     partition: int
     sale: domain.Sale  # the sale as the round found it (its stock may have changed before the first decision)
-    made: list[domain.Decision]
-    earlier: list[domain.Decision]  # the first decisions of request ids seen again
+    made: tuple[domain.Decision, ...]
+    earlier: tuple[domain.Decision, ...]  # the first decisions of request ids seen again
     left: int  # units left in the sale after the round
     start: int  # the request-topic offsets decided: [start, end)
     end: int
@@ -182,7 +182,7 @@ class Rounds:
         left = ledger_repository.total_remaining(tx, sale.sale_id)
         out = []
         for w in writes:
-            made = [
+            made = tuple(
                 domain.Decision(
                     request_id=v.request.request_id,
                     sale_id=sale.sale_id,
@@ -193,8 +193,8 @@ class Rounds:
                     decided_at=now,
                 )
                 for v in w.batch.verdicts
-            ]
-            again = [earlier[r.request_id] for r in w.batch.duplicates if r.request_id in earlier]
+            )
+            again = tuple(earlier[r.request_id] for r in w.batch.duplicates if r.request_id in earlier)
             start = locked.next_offset[w.partition]
             out.append(Decided(topic, w.partition, sale, made, again, left, start, w.next_offset, seen[w.partition]))
         return out

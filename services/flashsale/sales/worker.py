@@ -204,7 +204,7 @@ class SalesWorker:
     def _decide_round(self, ready: dict[tuple[str, int], _Pending]) -> None:
         """Decide the ready batches of every partition in one transaction, then publish them."""
         batches = {
-            key: rounds.Ready(state.sale, state.published, held.offsets, held.requests)
+            key: rounds.Ready(state.sale, state.published, tuple(held.offsets), tuple(held.requests))
             for key, held in ready.items()
             if (state := self._assigned.get(key)) is not None
         }
@@ -299,7 +299,9 @@ class SalesWorker:
             domain.Decision(rid, sale.sale_id, user, qty, domain.Outcome(outcome), res, self._clock())
             for rid, user, qty, outcome, res in rows
         ]
-        self._producer.produce_all(self._events(rounds.Decided(topic, partition, sale, made, [], left, start, end)))
+        self._producer.produce_all(
+            self._events(rounds.Decided(topic, partition, sale, tuple(made), (), left, start, end))
+        )
         self._db.run_sync(lambda tx: ledger_repository.mark_published(tx, topic, partition, end))
         state.republish = False
         state.published = max(state.published, end)

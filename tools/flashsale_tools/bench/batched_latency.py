@@ -94,7 +94,7 @@ class Latencies:
     """Request→decision latencies (ms) of one open-loop run, how many were not decided in WAIT_S, and how far the
     sender fell behind its schedule at worst."""
 
-    latencies_ms: list[float]
+    latencies_ms: tuple[float, ...]
     undecided: int
     late_ms: float
 
@@ -147,4 +147,4 @@ async def open_loop(
             latencies.append(WAIT_S * 1000.0)
         else:
             latencies.append(min(WAIT_S, arrived - scheduled) * 1000.0)
-    return Latencies(latencies, undecided, late)
+    return Latencies(tuple(latencies), undecided, late)

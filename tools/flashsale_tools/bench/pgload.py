@@ -26,7 +26,7 @@ class LoadResult:
 
     accepted: int
     elapsed_s: float
-    latencies_ms: list[float]
+    latencies_ms: tuple[float, ...]
 
 
 def prepare(dsn: str, stock: int) -> None:
@@ -94,7 +94,7 @@ def drive(dsn: str, workload: core.Workload, attempt: Attempt) -> LoadResult:
             conn.close()
     if errors:
         raise core.BenchError(f"a purchase failed: {errors[0]!r}") from errors[0]
-    return LoadResult(accepted, elapsed, latencies)
+    return LoadResult(accepted, elapsed, tuple(latencies))
 
 
 async def run(workload: core.Workload, env: core.BenchEnv, prefix: str, attempt: Attempt) -> core.ModeResult:

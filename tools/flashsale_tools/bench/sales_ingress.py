@@ -13,7 +13,8 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+import types
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -122,7 +123,7 @@ class Unary:
     """A closed-loop run of unary Purchase: elapsed seconds and latencies in ms."""
 
     elapsed_s: float
-    latencies_ms: list[float]
+    latencies_ms: tuple[float, ...]
 
 
 async def closed_loop(channel: grpc.aio.Channel, payloads: Sequence[bytes], in_flight: int) -> Unary:
@@ -144,7 +145,7 @@ async def closed_loop(channel: grpc.aio.Channel, payloads: Sequence[bytes], in_f
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(in_flight, len(payloads)))))
-    return Unary(time.perf_counter() - began, latencies)
+    return Unary(time.perf_counter() - began, tuple(latencies))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,11 +153,11 @@ class OpenLoop:
     """Request→decision latencies (ms, from the intended send time; a request not decided within WAIT_MS or
     refused counts as WAIT_MS at least) and how many were not decided."""
 
-    latencies_ms: list[float]
+    latencies_ms: tuple[float, ...]
     undecided: int
     late_start_ms: float  # how far behind schedule the sender fell at worst
     refused: int = 0  # calls that failed (not taken, so never decided)
-    refused_codes: dict[str, int] = dataclasses.field(default_factory=dict)
+    refused_codes: Mapping[str, int] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
 
 
 MAX_IN_FLIGHT = 2_000
@@ -202,7 +203,7 @@ async def open_loop(channel: grpc.aio.Channel, payloads: Sequence[bytes], rate_p
             late = max(late, -wait * 1000.0)
         tasks.append(asyncio.create_task(one(payload, due)))
     await asyncio.gather(*tasks)
-    return OpenLoop(latencies, undecided, late, refused, codes)
+    return OpenLoop(tuple(latencies), undecided, late, refused, types.MappingProxyType(dict(codes)))
 
 
 async def run_unary(
@@ -256,7 +257,7 @@ async def run_unary(
             "decision_p50_ms": _round(core.percentile(loop.latencies_ms, 50)),
             "undecided_in_wait": loop.undecided,
             "refused_in_open_loop": loop.refused,
-            "refused_codes": loop.refused_codes,
+            "refused_codes": dict(loop.refused_codes),
             "sender_late_ms": round(loop.late_start_ms, 1),
         },
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import types
 from collections.abc import Iterable, Mapping, Sequence
 
 ACCEPTED = "accepted"
@@ -47,7 +48,7 @@ class Summary:
     decided: int
     undecided: int
     accepted: int
-    outcomes: dict[str, int]
+    outcomes: Mapping[str, int]
     offered_per_s: float
     decided_per_s: float
     accepted_per_s: float
@@ -136,7 +137,7 @@ def summarize(send_times: Sequence[int], first_sent: Mapping[str, int], decision
         decided=len(mine),
         undecided=len(first_sent) - len(mine),
         accepted=len(accepted),
-        outcomes=dict(sorted(collections.Counter(d.outcome for d in mine).items())),
+        outcomes=types.MappingProxyType(dict(sorted(collections.Counter(d.outcome for d in mine).items()))),
         offered_per_s=rate(len(send_times), start, last_send) if send_times else 0.0,
         decided_per_s=rate(len(mine), start, last_decided) if mine else 0.0,
         accepted_per_s=(rate(len(accepted), start, max(d.decided_at for d in accepted)) if accepted else 0.0),

@@ -69,7 +69,7 @@ def build(
         "undecided_taken": max(0, undecided_taken),
         "send_errors": len(log.failed),
         "accepted": summary.accepted,
-        "outcomes": summary.outcomes,
+        "outcomes": dict(summary.outcomes),
         "queue_p50_ms": _round(summary.queue_p50_ms),
         "queue_p99_ms": _round(summary.queue_p99_ms),
         "sender_max_lag_ms": _round(log.max_lag_ms),
