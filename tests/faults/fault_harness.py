@@ -22,6 +22,7 @@ from typing import Any
 import confluent_kafka
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from waiting import eventually
 
 from flashsale.common import database, decided, outbox, timeutil, topics
 from flashsale.common.settings import Settings
@@ -151,17 +152,20 @@ class Cluster:
 
 async def wait_healthy(proc: Proc, within_s: float = 60.0) -> None:
     """Poll the gRPC health check until the process serves."""
-    deadline = time.monotonic() + within_s
     async with grpc.aio.insecure_channel(proc.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            assert proc.alive(), f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}"
-            with contextlib.suppress(grpc.RpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            assert time.monotonic() < deadline, f"{proc.name} not healthy within {within_s}s:\n{proc.tail()}"
-            await asyncio.sleep(0.1)
+
+        async def serving() -> bool:
+            assert proc.alive(), f"{proc.name} exited with {proc.popen.returncode}"
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        try:
+            await eventually(
+                serving, within_s=within_s, every_s=0.1, ignoring=(grpc.RpcError,), what=f"{proc.name} healthy"
+            )
+        except AssertionError as exc:  # exited or not serving in time: show what it wrote
+            raise AssertionError(f"{exc}:\n{proc.tail()}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,23 +295,30 @@ async def settled(
     sales: sales_pb2_grpc.SalesServiceStub, settings: Settings, sale_id: str, distinct: set[str], within_s: float = 90
 ) -> model.Snapshot:
     """Wait until nothing is pending on the request topic and every request id has a decision; the snapshot."""
-    deadline = time.monotonic() + within_s
-    last: object = None
-    while True:
-        try:
-            stats = await sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale_id), timeout=10)
-            last = stats
-            if stats.requests_pending == 0:
-                snap = await asyncio.to_thread(reader.read_snapshot, settings, sale_id)
-                decided = {d.request_id for d in snap.decisions}
-                last = f"{len(decided & distinct)} of {len(distinct)} decided; pending {snap.pending_requests}"
-                if decided >= distinct and snap.pending_requests == 0:
-                    assert decided == distinct, f"decisions of unknown requests: {sorted(decided - distinct)[:5]}"
-                    return snap
-        except grpc.aio.AioRpcError as exc:
-            last = exc.details()
-        assert time.monotonic() < deadline, f"the sale did not settle within {within_s}s: {last}"
-        await asyncio.sleep(0.2)
+
+    async def progress() -> model.Snapshot | sales_pb2.SaleStats | str:
+        """The snapshot once everything is decided, else how far the sale got."""
+        stats = await sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale_id), timeout=10)
+        if stats.requests_pending != 0:
+            return stats
+        snap = await asyncio.to_thread(reader.read_snapshot, settings, sale_id)
+        decided_ids = {d.request_id for d in snap.decisions}
+        if decided_ids >= distinct and snap.pending_requests == 0:
+            return snap
+        return f"{len(decided_ids & distinct)} of {len(distinct)} decided; pending {snap.pending_requests}"
+
+    snap = await eventually(
+        progress,
+        until=lambda got: isinstance(got, model.Snapshot),
+        within_s=within_s,
+        every_s=0.2,
+        ignoring=(grpc.aio.AioRpcError,),
+        what="the sale to settle",
+    )
+    assert isinstance(snap, model.Snapshot)
+    decided_ids = {d.request_id for d in snap.decisions}
+    assert decided_ids == distinct, f"decisions of unknown requests: {sorted(decided_ids - distinct)[:5]}"
+    return snap
 
 
 def migrate_orders(settings: Settings) -> None:

@@ -18,6 +18,7 @@ from fault_harness import (
     sales_client,
     settled,
 )
+from waiting import eventually
 
 from flashsale_api.v1 import product_pb2_grpc, sales_pb2, sales_pb2_grpc
 from flashsale_tools.platform import kafka_broker, postgres_server
@@ -80,14 +81,13 @@ async def _sale_through(
 
 async def _wait_reserved(sales: sales_pb2_grpc.SalesServiceStub, sale_id: str, within_s: float = 30) -> None:
     """Wait until the workers decided something (so the fault meets a sale being decided)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        stats = await sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale_id), timeout=10)
-        if stats.reserved > 0:
-            return
-        assert loop.time() < deadline, f"nothing decided within {within_s}s: {stats}"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale_id), timeout=10),
+        until=lambda stats: stats.reserved > 0,
+        within_s=within_s,
+        every_s=0.1,
+        what="something decided",
+    )
 
 
 async def test_a_worker_killed_mid_sale_is_replaced_without_a_trace(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
 import confluent_kafka
+from waiting import eventually, eventually_sync
 
 from flashsale_api.v1 import events_pb2
 
@@ -35,19 +35,23 @@ class TopicTap:
     def _ends(self, wait_s: float = 30.0) -> dict[int, int]:
         """The end offset of every partition (retried while a new topic elects its leaders)."""
         probe = confluent_kafka.Consumer({"bootstrap.servers": self._bootstrap, "group.id": uuid.uuid4().hex})
-        deadline = time.monotonic() + wait_s
+
+        def ends() -> dict[int, int]:
+            meta = probe.list_topics(self._topic, timeout=10).topics[self._topic]
+            return {
+                p: probe.get_watermark_offsets(confluent_kafka.TopicPartition(self._topic, p), timeout=10)[1]
+                for p in meta.partitions
+            }
+
         try:
-            while True:
-                try:
-                    meta = probe.list_topics(self._topic, timeout=10).topics[self._topic]
-                    return {
-                        p: probe.get_watermark_offsets(confluent_kafka.TopicPartition(self._topic, p), timeout=10)[1]
-                        for p in meta.partitions
-                    }
-                except confluent_kafka.KafkaException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            return eventually_sync(
+                ends,
+                until=lambda _: True,  # any answer: only a KafkaException means "not yet"
+                within_s=wait_s,
+                every_s=0.1,
+                ignoring=(confluent_kafka.KafkaException,),
+                what=f"the end offsets of {self._topic}",
+            )
         finally:
             probe.close()
 
@@ -70,24 +74,26 @@ class TopicTap:
 
     async def wait_for(self, predicate: Predicate, count: int = 1, wait_s: float = 30.0) -> events_pb2.EventEnvelope:
         """The first matching envelope, once at least count have been seen."""
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            found = self.matching(predicate)
-            if len(found) >= count:
-                return found[0]
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"fewer than {count} matching events on {self._topic} within {wait_s}s")
+        found = await eventually(
+            lambda: self.matching(predicate),
+            until=lambda got: len(got) >= count,
+            within_s=wait_s,
+            what=f"{count} matching events on {self._topic}",
+        )
+        return found[0]
 
     async def settle(self, wait_s: float = 30.0) -> None:
         """Wait until everything on the topic now has been read."""
         ends = await asyncio.to_thread(self._ends)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
+
+        def behind() -> dict[int, int]:
+            """Partition → how many messages are still to be read."""
             with self._lock:
-                if all(self._next.get(p, 0) >= end for p, end in ends.items()):
-                    return
-            await asyncio.sleep(0.05)
-        raise AssertionError("tap did not catch up")
+                return {p: end - self._next.get(p, 0) for p, end in ends.items() if self._next.get(p, 0) < end}
+
+        await eventually(
+            behind, until=lambda lag: not lag, within_s=wait_s, what=f"the tap to catch up on {self._topic}"
+        )
 
     def close(self) -> None:
         """Stop reading."""

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import confluent_kafka
@@ -23,6 +23,7 @@ import pytest
 from aiosmtpd import controller as smtp_controller
 from google.protobuf import message as pb_message
 from grpc_errors import refused
+from waiting import eventually
 
 from flashsale.common import database, decided, events, kafka, outbox, timeutil, topics
 from flashsale.common.settings import Settings
@@ -59,10 +60,10 @@ class Mailbox:
 
     async def wait(self, address: str, subject: str, within_s: float = 30.0) -> email.message.EmailMessage:
         """The first message for an address with a subject, waiting for it."""
-        found: email.message.EmailMessage = await _eventually(
-            lambda: next(iter(self.to(address, subject)), None), within_s, f"mail to {address}"
+        found = await eventually(
+            lambda: self.to(address, subject), within_s=within_s, what=f"mail {subject!r} to {address}"
         )
-        return found
+        return found[0]
 
 
 class SmsSink(http.server.ThreadingHTTPServer):
@@ -98,16 +99,6 @@ class _SmsHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""
-
-
-async def _eventually(probe: Callable[[], Any], within_s: float, what: str) -> Any:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what}: not within {within_s}s")
 
 
 @pytest.fixture
@@ -197,31 +188,30 @@ class Env:
         async def probe() -> list[notification_pb2.Delivery]:
             return [d for d in await self.deliveries(user_id) if d.notification_id == notification_id]
 
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            found = await probe()
-            if len(found) >= count:
-                return sorted(found, key=lambda d: d.channel)
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"deliveries of {notification_id} not recorded")
+        found = await eventually(
+            probe, until=lambda got: len(got) >= count, within_s=30, what=f"{count} deliveries of {notification_id}"
+        )
+        return sorted(found, key=lambda d: d.channel)
 
     async def live_ready(self) -> None:
         """Wait until this replica's live consumer reads new events (its group starts at the end)."""
         probe_user = f"probe-{uuid.uuid4().hex}"
         stream = Stream(self.stub, probe_user)
         await stream.ready()
-        deadline = time.monotonic() + 60
+
+        async def seen_live() -> notification_pb2.Notification:
+            """Publish a probe event and wait a second for it on the stream."""
+            await self.publish(topics.USERS, "user.verified", probe_user, events_pb2.UserVerified(user_id=probe_user))
+            return await stream.next_of("user.verified", within_s=1.0)
+
         try:
-            while True:
-                await self.publish(
-                    topics.USERS, "user.verified", probe_user, events_pb2.UserVerified(user_id=probe_user)
-                )
-                try:
-                    await stream.next_of("user.verified", within_s=1.0)
-                    return
-                except AssertionError:
-                    if time.monotonic() > deadline:
-                        raise
+            await eventually(
+                seen_live,
+                within_s=60,
+                every_s=0,
+                ignoring=(AssertionError,),
+                what="the live consumer to read a new event",
+            )
         finally:
             await stream.close()
 
@@ -500,13 +490,12 @@ class DeadLetters:
     async def wait_for(self, key: str, consumer: str) -> events_pb2.DeadLetter:
         """The dead letter of a message key written by a consumer group, waiting for it."""
 
-        def probe() -> events_pb2.DeadLetter | None:
+        def probe() -> list[events_pb2.DeadLetter]:
             with self._lock:
-                found = [x for x in self.letters if x.key == key.encode() and x.consumer == consumer]
-            return found[0] if found else None
+                return [x for x in self.letters if x.key == key.encode() and x.consumer == consumer]
 
-        letter: events_pb2.DeadLetter = await _eventually(probe, 30, f"dead letter {key}")
-        return letter
+        found = await eventually(probe, within_s=30, what=f"dead letter {key}")
+        return found[0]
 
     def close(self) -> None:
         """Stop reading."""

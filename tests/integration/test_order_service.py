@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,6 +12,7 @@ import grpc
 import pytest
 from grpc_errors import refused
 from kafka_reader import Predicate, TopicTap
+from waiting import eventually
 
 from flashsale.common import decided, events, kafka, topics
 from flashsale.common.settings import Settings
@@ -84,13 +84,10 @@ async def _orders_of(env: Env, user_id: str, request_id: str) -> list[order_pb2.
 
 
 async def _wait_order(env: Env, user_id: str, request_id: str, wait_s: float = 30.0) -> order_pb2.Order:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        found = await _orders_of(env, user_id, request_id)
-        if found:
-            return found[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no order for request {request_id}")
+    found = await eventually(
+        lambda: _orders_of(env, user_id, request_id), within_s=wait_s, what=f"an order for request {request_id}"
+    )
+    return found[0]
 
 
 def _payload(envelope: events_pb2.EventEnvelope) -> events_pb2.OrderChanged:

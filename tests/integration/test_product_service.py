@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -13,6 +12,7 @@ import pytest
 from google.protobuf import message
 from grpc_errors import refused
 from kafka_reader import Predicate, TopicTap
+from waiting import eventually
 
 from flashsale.common import events, kafka, timeutil, topics
 from flashsale.common.settings import Settings
@@ -95,14 +95,17 @@ def _decided(sale_id: str, product_id: str, stock: int, remaining: int) -> messa
 async def _availability(
     env: Env, product_id: str, sale_id: str, ok: Callable[[product_pb2.Availability], bool], wait_s: float = 30.0
 ) -> product_pb2.Availability:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
+    async def availability() -> list[product_pb2.Availability]:
         product = await env.stub.GetProduct(product_pb2.GetProductRequest(product_id=product_id))
-        for item in product.availability:
-            if item.sale_id == sale_id and ok(item):
-                return item
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"availability of {sale_id} did not arrive")
+        return [item for item in product.availability if item.sale_id == sale_id]
+
+    found = await eventually(
+        availability,
+        until=lambda items: any(ok(item) for item in items),
+        within_s=wait_s,
+        what=f"availability of {sale_id}",
+    )
+    return next(item for item in found if ok(item))
 
 
 async def test_product_crud_emits_product_changed(env: Env) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 
 import grpc
 import pytest
 from grpc_errors import refused
 from test_sales_service import TopicReader, buy, running, sale_request
+from waiting import eventually
 
 from flashsale.common import database, decided, outbox, timeutil, topics
 from flashsale.common.settings import Settings
@@ -28,13 +27,13 @@ PENDING = sales_pb2.PURCHASE_OUTCOME_PENDING
 
 async def _settled(sales: sales_pb2_grpc.SalesServiceAsyncStub, sale_id: str, total: int) -> sales_pb2.SaleStats:
     """Wait until every taken request of the sale is decided."""
-    deadline = time.monotonic() + 60
-    while True:
-        stats = await sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale_id))
-        if stats.accepted_requests + stats.rejected_requests >= total and stats.requests_pending == 0:
-            return stats
-        assert time.monotonic() < deadline, f"still undecided: {stats}"
-        await asyncio.sleep(0.2)
+    return await eventually(
+        lambda: sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale_id)),
+        until=lambda stats: stats.accepted_requests + stats.rejected_requests >= total and stats.requests_pending == 0,
+        within_s=60,
+        every_s=0.2,
+        what=f"all {total} requests of sale {sale_id} decided",
+    )
 
 
 def _check(settings: Settings, sale_id: str) -> rules.Report:
@@ -106,8 +105,9 @@ async def test_a_crowd_in_batches_buys_exactly_the_stock(backend_settings: Setti
         report = _check(p.settings, sale.sale_id)
         assert report.ok, [v for v in report.violations if v.count]
         published: dict[str, decided.Entry] = {}
-        deadline = time.monotonic() + 30
-        while len(published) < distinct:
+
+        def count_published() -> int:
+            """Read the topic to its end; how many of the sale's decisions were published so far."""
             for env in events.drain(timeout=1.0):
                 if env.type == topics.PURCHASES_DECIDED:
                     body = events_pb2.PurchasesDecided()
@@ -115,7 +115,14 @@ async def test_a_crowd_in_batches_buys_exactly_the_stock(backend_settings: Setti
                     if body.sale_id == sale.sale_id:
                         assert env.event_id.startswith("decisions-flashsale.sale."), env.event_id
                         published.update((e.request_id, e) for e in decided.entries(body))
-            assert time.monotonic() < deadline, f"{len(published)} of {distinct} decisions published"
+            return len(published)
+
+        await eventually(
+            count_published,
+            until=lambda n: n >= distinct,
+            within_s=30,
+            what=f"all {distinct} decisions published (count so far)",
+        )
         assert sum(1 for b in published.values() if b.accepted) == stats.accepted_requests
 
 

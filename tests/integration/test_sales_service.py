@@ -15,6 +15,7 @@ import confluent_kafka
 import grpc
 import pytest
 from grpc_errors import refused
+from waiting import eventually, eventually_sync
 
 from flashsale.common import decided as decided_events
 from flashsale.common import events, kafka, timeutil, topics
@@ -121,10 +122,7 @@ class TopicReader:
         self, done: Callable[[list[events_pb2.EventEnvelope]], bool], timeout: float = 30.0
     ) -> list[events_pb2.EventEnvelope]:
         """Read until done(every envelope so far) holds, then to the end of the topic."""
-        deadline = time.monotonic() + timeout
-        while not done(self.drain()):
-            assert time.monotonic() < deadline, "expected events did not arrive in time"
-            time.sleep(0.05)
+        eventually_sync(lambda: done(self.drain()), within_s=timeout, what=f"the expected events on {self._topic}")
         return self.drain()
 
     def close(self) -> None:
@@ -342,25 +340,30 @@ async def test_expired_and_cancelled_orders_return_stock_once(backend_settings: 
 async def _wait_consumed(settings: Settings, topic: str, limit_s: float = 30.0) -> None:
     """Wait until group flashsale-sales committed offsets up to the end of every partition of topic."""
 
-    def committed_to_end() -> bool:
+    def behind() -> dict[int, tuple[int, int]]:
+        """Partition → (committed offset, end offset) where the group has not committed up to the end."""
         consumer = confluent_kafka.Consumer(
             {"bootstrap.servers": settings.kafka_bootstrap, "group.id": sales_bootstrap.CONSUMER_GROUP}
         )
         try:
             partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             wanted = [confluent_kafka.TopicPartition(topic, p) for p in partitions]
+            lagging: dict[int, tuple[int, int]] = {}
             for tp in consumer.committed(wanted, timeout=10):
                 _low, high = consumer.get_watermark_offsets(tp, timeout=10)
                 if high > 0 and tp.offset < high:
-                    return False
-            return True
+                    lagging[tp.partition] = (tp.offset, high)
+            return lagging
         finally:
             consumer.close()
 
-    deadline = time.monotonic() + limit_s
-    while not await asyncio.to_thread(committed_to_end):
-        assert time.monotonic() < deadline, "the sales consumer did not catch up"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: asyncio.to_thread(behind),
+        until=lambda lagging: not lagging,
+        within_s=limit_s,
+        every_s=0.1,
+        what=f"the sales consumer to catch up on {topic}",
+    )
 
 
 async def test_create_sale_rejects_bad_input_and_creates_nothing(backend_settings: Settings) -> None:

@@ -16,6 +16,7 @@ import jwt
 import pydantic
 import pytest
 from grpc_errors import refused
+from waiting import eventually, eventually_sync
 
 from flashsale.common import database, events, outbox, topics
 from flashsale.common import settings as settings_mod
@@ -47,23 +48,25 @@ class Tap:
 
     def _ends(self, timeout: float = 30.0) -> dict[int, int]:
         probe = confluent_kafka.Consumer({"bootstrap.servers": self._bootstrap, "group.id": uuid.uuid4().hex})
-        deadline = time.monotonic() + timeout
+
+        def ends() -> dict[int, int]:
+            """The end offset of every partition; none while the topic has no partitions with leaders."""
+            meta = probe.list_topics(self._topic, timeout=10).topics[self._topic]
+            if meta.error is not None:
+                return {}
+            return {
+                p: probe.get_watermark_offsets(confluent_kafka.TopicPartition(self._topic, p), timeout=10)[1]
+                for p in meta.partitions
+            }
+
         try:
-            while True:
-                try:
-                    meta = probe.list_topics(self._topic, timeout=10).topics[self._topic]
-                    if meta.error is None and meta.partitions:
-                        return {
-                            p: probe.get_watermark_offsets(confluent_kafka.TopicPartition(self._topic, p), timeout=10)[
-                                1
-                            ]
-                            for p in meta.partitions
-                        }
-                except confluent_kafka.KafkaException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"topic {self._topic} not ready")
-                time.sleep(0.1)
+            return eventually_sync(
+                ends,
+                within_s=timeout,
+                every_s=0.1,
+                ignoring=(confluent_kafka.KafkaException,),
+                what=f"topic {self._topic} ready",
+            )
         finally:
             probe.close()
 
@@ -85,24 +88,25 @@ class Tap:
 
     async def wait_for(self, key: str, event_type: str, within_s: float = 30.0) -> events_pb2.EventEnvelope:
         """The first envelope of a type with a key, waiting for it."""
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            found = [e for e in self.envelopes(key) if e.type == event_type]
-            if found:
-                return found[0]
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no {event_type} for {key} on {self._topic} within {within_s}s")
+        found = await eventually(
+            lambda: [e for e in self.envelopes(key) if e.type == event_type],
+            within_s=within_s,
+            what=f"{event_type} for {key} on {self._topic}",
+        )
+        return found[0]
 
     async def settle(self, within_s: float = 30.0) -> None:
         """Wait until everything on the topic now has been read."""
         ends = await asyncio.to_thread(self._ends)
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
+
+        def behind() -> dict[int, int]:
+            """Partition → how many messages are still to be read."""
             with self._lock:
-                if all(self._next.get(p, 0) >= end for p, end in ends.items()):
-                    return
-            await asyncio.sleep(0.05)
-        raise AssertionError("tap did not catch up")
+                return {p: end - self._next.get(p, 0) for p, end in ends.items() if self._next.get(p, 0) < end}
+
+        await eventually(
+            behind, until=lambda lag: not lag, within_s=within_s, what=f"the tap to catch up on {self._topic}"
+        )
 
     def emails(self) -> set[str]:
         """The e-mail of every user.registered seen so far."""

@@ -1,5 +1,5 @@
 """Helpers of the operator tests: kubectl on the envtest control plane, service and operator processes, the test's
-part of the Strimzi Topic Operator, and waiting for a condition."""
+part of the Strimzi Topic Operator, and waiting for a service to serve."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from waiting import eventually_sync
 
 from flashsale_operator import spec
 from flashsale_tools.platform import envtest
@@ -26,7 +25,6 @@ NAMESPACE = "flashsale"
 DEPLOYMENT = "flashsale-sales"
 SERVICE_ACCOUNT = "flashsale-operator"
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 
 
 class Kubectl:
@@ -62,32 +60,19 @@ class Kubectl:
         return found
 
 
-def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 30.0, every: float = 0.2) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(every)
-
-
 def wait_healthy(address: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
     """Wait until a gRPC service answers SERVING; fail with its log when it exits."""
-    deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        while True:
+
+        def serving() -> bool:
             assert proc.poll() is None, f"{log.name} exited:\n{log.read_text(errors='replace')[-3000:]}"
-            with contextlib.suppress(grpc.RpcError):
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            assert time.monotonic() < deadline, f"{address} not healthy after {timeout}s"
-            time.sleep(0.2)
+            status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0).status
+            return bool(status == health_pb2.HealthCheckResponse.SERVING)
+
+        eventually_sync(
+            serving, within_s=timeout, every_s=0.2, ignoring=(grpc.RpcError,), what=f"{address} answering SERVING"
+        )
 
 
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

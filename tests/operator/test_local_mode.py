@@ -15,7 +15,8 @@ import grpc
 import pytest
 import yaml
 from confluent_kafka import admin as kafka_admin
-from operator_harness import flashsale, spawn, stop, wait_until
+from operator_harness import flashsale, spawn, stop
+from waiting import eventually_sync
 
 from flashsale.common import timeutil
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
@@ -79,13 +80,25 @@ def test_a_manifest_runs_through_every_phase_on_the_local_platform(
 
     proc = sale_command(["apply", "-f", str(path), "--state-dir", str(states)], local_env, log)
     try:
-        ready = wait_until(lambda: (s := read_status(state_file)).get("phase") == "Ready" and s, "Ready", 15)
+        ready = eventually_sync(
+            lambda: read_status(state_file),
+            until=lambda status: status.get("phase") == "Ready",
+            within_s=15,
+            every_s=0.2,
+            what=f"{name} Ready in its state file",
+        )
         assert (ready["partitions"], ready["remaining"]) == (3, 100)
         topic = ready["topic"]
         admin = kafka_admin.AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
         assert len(admin.list_topics(timeout=10).topics[topic].partitions) == 3
 
-        wait_until(lambda: read_status(state_file).get("phase") == "Active", "Active", 15)
+        eventually_sync(
+            lambda: read_status(state_file),
+            until=lambda status: status.get("phase") == "Active",
+            within_s=15,
+            every_s=0.2,
+            what=f"{name} Active in its state file",
+        )
         with grpc.insecure_channel(sales_services["sales"]) as channel:
             sales = sales_pb2_grpc.SalesServiceStub(channel)
             for user in ("ann", "bob"):
@@ -119,7 +132,11 @@ def test_a_manifest_runs_through_every_phase_on_the_local_platform(
     deleted = run_sale(["delete", "-f", str(path), "--state-dir", str(states)], local_env)
     assert deleted.returncode == 0, deleted.stderr
     assert not state_file.exists()
-    wait_until(lambda: topic not in admin.list_topics(timeout=10).topics, "the request topic deleted")
+    eventually_sync(
+        lambda: topic not in admin.list_topics(timeout=10).topics,
+        every_s=0.2,
+        what=f"the request topic {topic} deleted",
+    )
 
 
 def test_a_sale_of_a_missing_product_fails_and_exits_1(tmp_path: Path, local_env: dict[str, str]) -> None:

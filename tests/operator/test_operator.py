@@ -23,8 +23,8 @@ from operator_harness import (
     mark_topic_ready,
     owned_topics,
     replicas,
-    wait_until,
 )
+from waiting import eventually_sync
 
 from flashsale.common import timeutil
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
@@ -50,18 +50,20 @@ def status_of(kubectl: Kubectl, name: str) -> dict[str, Any]:
 def wait_phase(
     kubectl: Kubectl, operator: OperatorProcess, name: str, phase: str, timeout: float = 30.0
 ) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        status = status_of(kubectl, name)
-        return status if status.get("phase") == phase else None
-
     try:
-        return wait_until(probe, f"{name} to be {phase}", timeout)
+        return eventually_sync(
+            lambda: status_of(kubectl, name),
+            until=lambda status: status.get("phase") == phase,
+            within_s=timeout,
+            every_s=0.2,
+            what=f"{name} to be {phase}",
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}; status {status_of(kubectl, name)}\noperator log:\n{operator.tail()}") from None
 
 
 def wait_topic(kubectl: Kubectl, name: str) -> dict[str, Any]:
-    topics = wait_until(lambda: owned_topics(kubectl, name), f"the KafkaTopic of {name}")
+    topics = eventually_sync(lambda: owned_topics(kubectl, name), every_s=0.2, what=f"the KafkaTopic of {name}")
     assert len(topics) == 1
     return topics[0]
 
@@ -139,7 +141,13 @@ def test_a_sale_lives_through_every_phase(
         assert topic["metadata"]["name"] == f"flashsale.sale.{sale_id}.requests"
         if timeutil.now_ms() < warm_at - 500:
             assert replicas(kubectl) == 1, "not scaled before start minus the lead time"
-        wait_until(lambda: replicas(kubectl) == 4, "the workers scaled to cover 4 partitions", timeout=15)
+        eventually_sync(
+            lambda: replicas(kubectl),
+            until=lambda n: n == 4,
+            within_s=15,
+            every_s=0.2,
+            what="the workers scaled to cover 4 partitions",
+        )
         scaled_at = timeutil.now_ms()
         assert warm_at - 1 * S <= scaled_at < start, "the workers are scaled at start minus the lead time"
         deployment = kubectl.get("deployment", "flashsale-sales")
@@ -156,7 +164,13 @@ def test_a_sale_lives_through_every_phase(
                 )
                 decision = sales.Purchase(request, timeout=10)
                 assert decision.outcome == sales_pb2.PURCHASE_OUTCOME_ACCEPTED
-        wait_until(lambda: status_of(kubectl, name).get("sold") == 3, "sold 3 in the status", timeout=5)
+        eventually_sync(
+            lambda: status_of(kubectl, name),
+            until=lambda status: status.get("sold") == 3,
+            within_s=5,
+            every_s=0.2,
+            what="sold 3 in the status",
+        )
         columns = kubectl.run("get", "flashsales", "-n", NAMESPACE, name).stdout.splitlines()
         assert columns[0].split() == ["NAME", "PHASE", "SOLD", "REMAINING", "STARTS", "AGE"]
         assert columns[1].split()[:5] == [name, "Active", "3", "97", manifest["spec"]["startsAt"]]
@@ -177,7 +191,9 @@ def test_a_sale_lives_through_every_phase(
         "held": False,
         "restored": True,
     }
-    wait_until(lambda: replicas(kubectl) == 1, "the workers back to 1 replica")
+    eventually_sync(
+        lambda: replicas(kubectl), until=lambda n: n == 1, every_s=0.2, what="the workers back to 1 replica"
+    )
     deployment = kubectl.get("deployment", "flashsale-sales")
     assert deployment is not None
     assert workers.ANNOTATION not in (deployment["metadata"].get("annotations") or {})
@@ -244,7 +260,9 @@ def test_delete_removes_the_topic_gives_the_workers_back_and_releases_the_finali
     kubectl.apply(flashsale(name, product_id, start, start + 600 * S, leadTimeSeconds=7200, partitions=2))
     mark_topic_ready(kubectl, wait_topic(kubectl, name))
     wait_phase(kubectl, operator, name, "Ready")
-    wait_until(lambda: replicas(kubectl) == 2, "the workers scaled for 2 partitions")
+    eventually_sync(
+        lambda: replicas(kubectl), until=lambda n: n == 2, every_s=0.2, what="the workers scaled for 2 partitions"
+    )
     found = kubectl.get("flashsale", name)
     assert found is not None
     assert "flashsale.io/operator" in found["metadata"]["finalizers"]
