@@ -12,14 +12,13 @@ from typing import Any
 import confluent_kafka
 import grpc
 import pytest
-from test_sales_service import OneDecision, decided
+from test_sales_service import WAIT_MS, OneDecision
 
-from flashsale.common import database, events, timeutil, topics
-from flashsale.common import decided as decided_events
+from flashsale.common import database, decided, events, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.product import bootstrap as product_bootstrap
 from flashsale.sales import bootstrap as sales_bootstrap
-from flashsale_api.v1 import product_pb2, product_pb2_grpc, sales_pb2, sales_pb2_grpc
+from flashsale_api.v1 import events_pb2, product_pb2, product_pb2_grpc, sales_pb2, sales_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +29,23 @@ GREEDY = 40  # users who try a second time with another request id (limit 1)
 ACCEPTED = sales_pb2.PURCHASE_OUTCOME_ACCEPTED
 
 
+def _figures(body: events_pb2.PurchasesDecided) -> tuple[str, int, int]:
+    return body.product_id, body.stock, body.price_cents
+
+
+def _entries(env: events_pb2.EventEnvelope) -> list[OneDecision]:
+    """Every decision of a purchases.decided envelope, with the sale's figures."""
+    body = events_pb2.PurchasesDecided()
+    events.unpack(env, body)
+    return [
+        OneDecision(e.request_id, e.accepted, e.reason, e.reservation_id, body.remaining, *_figures(body))
+        for e in decided.entries(body)
+    ]
+
+
 def _decided_events(bootstrap: str, sale_id: str, expected: int, limit_s: float = 60.0) -> list[OneDecision]:
-    """Read topics.SALES from the beginning until `expected` purchases.decided events of the sale were seen and
-    the topic is read to its end; return them."""
+    """Read topics.SALES from the beginning until `expected` decisions of the sale (in purchases.decided events,
+    many per event) were seen and the topic is read to its end; return them."""
     consumer = confluent_kafka.Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False}
     )
@@ -58,8 +71,8 @@ def _decided_events(bootstrap: str, sale_id: str, expected: int, limit_s: float 
                 assert partition is not None and offset is not None and isinstance(value, bytes)
                 position[partition] = offset
                 env = events.decode(value)
-                if env.type == decided_events.EVENT_TYPE and env.key == sale_id:
-                    found.append(decided(env))
+                if env.type == topics.PURCHASES_DECIDED and env.key == sale_id:
+                    found.extend(_entries(env))
             if len(found) >= expected:
                 return found
             assert time.monotonic() < deadline, f"saw {len(found)} of {expected} purchases.decided events"
@@ -109,15 +122,19 @@ async def test_a_rush_of_buyers_sells_exactly_the_stock(backend_settings: Settin
             )
             users = [f"u{i}-{uuid.uuid4().hex[:8]}" for i in range(USERS)]
             requests = [
-                sales_pb2.PurchaseRequest(sale_id=sale.sale_id, user_id=u, quantity=1, request_id=uuid.uuid4().hex)
+                sales_pb2.PurchaseRequest(
+                    sale_id=sale.sale_id, user_id=u, quantity=1, request_id=uuid.uuid4().hex, wait_ms=WAIT_MS
+                )
                 for u in users
             ]
             retries = [sales_pb2.PurchaseRequest(**_fields(r)) for r in requests[:RETRYING]]
             seconds = [
-                sales_pb2.PurchaseRequest(sale_id=sale.sale_id, user_id=u, quantity=1, request_id=uuid.uuid4().hex)
+                sales_pb2.PurchaseRequest(
+                    sale_id=sale.sale_id, user_id=u, quantity=1, request_id=uuid.uuid4().hex, wait_ms=WAIT_MS
+                )
                 for u in users[-GREEDY:]
             ]
-            # A retry or a second try travels right next to its first call, so the two race in the database.
+            # A retry or a second try travels right next to its first call: the two meet in one batch of the log.
             pairs = [[*pair] for pair in zip(requests[:RETRYING], retries, strict=True)]
             pairs += [[*pair] for pair in zip(requests[-GREEDY:], seconds, strict=True)]
             units = [*pairs, *([r] for r in requests[RETRYING:-GREEDY])]
@@ -170,4 +187,5 @@ def _fields(request: sales_pb2.PurchaseRequest) -> dict[str, Any]:
         "user_id": request.user_id,
         "quantity": request.quantity,
         "request_id": request.request_id,
+        "wait_ms": request.wait_ms,
     }

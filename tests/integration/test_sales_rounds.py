@@ -18,7 +18,7 @@ from test_sales_service import running, sale_request
 from flashsale.common import database, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
-from flashsale.sales import domain, ledger, partitioning, repository, rounds
+from flashsale.sales import domain, ledger, partitioning, rounds, sale_store
 from flashsale_api.v1 import sales_pb2
 from flashsale_tools.verify import model, reader, rules
 
@@ -56,7 +56,7 @@ async def test_two_short_partitions_of_one_round_take_the_stock_left_outside_it(
         )
         db = database.open_database(p.settings, "sales")
         try:
-            sale = db.run_sync(lambda tx: repository.get_sale(tx, created.sale_id))
+            sale = db.run_sync(lambda tx: sale_store.get(tx, created.sale_id))
             assert sale is not None
             topic = topics.request_topic(sale.sale_id)
             decide = rounds.Rounds(db).decide
@@ -71,7 +71,7 @@ async def test_two_short_partitions_of_one_round_take_the_stock_left_outside_it(
                 },
                 stop,
             )
-            assert first is not None
+            assert isinstance(first, rounds.Committed), first
             # One round, both partitions short by 2: the pool covers the first, partition 2 must cover the second.
             late = [next(one), next(one)]
             second = decide(
@@ -81,10 +81,10 @@ async def test_two_short_partitions_of_one_round_take_the_stock_left_outside_it(
                 },
                 stop,
             )
-            assert second is not None
+            assert isinstance(second, rounds.Committed), second
             # Seconds later, one more shopper of partition 1: the sale is sold out.
             third = decide({(topic, 1): _batch(sale, 2, [next(one)], start + 5_000)}, stop)
-            assert third is not None
+            assert isinstance(third, rounds.Committed), third
         finally:
             db.close()
         report, snapshot = _report(p.settings, sale.sale_id)
@@ -94,4 +94,4 @@ async def test_two_short_partitions_of_one_round_take_the_stock_left_outside_it(
         outcomes = {d.user_id: d.outcome for d in snapshot.decisions}
         assert [outcomes[u] for u in late] == [model.ACCEPTED, model.ACCEPTED]
         assert sorted(outcomes.values()).count(model.ACCEPTED) == 8 and report.remaining == 0
-        assert [d.outcome for d in third[0].made] == [domain.Outcome.SOLD_OUT]
+        assert [d.outcome for d in third.batches[0].made] == [domain.Outcome.SOLD_OUT]

@@ -75,10 +75,15 @@ def sale_request(product_id: str, **changes: Any) -> sales_pb2.CreateSaleRequest
     return sales_pb2.CreateSaleRequest(**fields)
 
 
-def buy(sale_id: str, user_id: str, quantity: int = 1, request_id: str = "") -> sales_pb2.PurchaseRequest:
-    """A purchase request with a fresh request id unless one is given."""
+WAIT_MS = 20_000  # a unary purchase waits this long for its decision (every sale is decided by the pipeline)
+
+
+def buy(
+    sale_id: str, user_id: str, quantity: int = 1, request_id: str = "", wait_ms: int = WAIT_MS
+) -> sales_pb2.PurchaseRequest:
+    """A purchase request with a fresh request id unless one is given, waiting for its decision."""
     return sales_pb2.PurchaseRequest(
-        sale_id=sale_id, user_id=user_id, quantity=quantity, request_id=request_id or uuid.uuid4().hex
+        sale_id=sale_id, user_id=user_id, quantity=quantity, request_id=request_id or uuid.uuid4().hex, wait_ms=wait_ms
     )
 
 
@@ -215,26 +220,21 @@ async def test_purchases_are_decided_idempotently_within_limit_and_stock(backend
         assert (await p.sales.Purchase(buy(sale.sale_id, carol))).outcome == sales_pb2.PURCHASE_OUTCOME_SOLD_OUT
 
         stats = await p.sales.GetSaleStats(sales_pb2.GetSaleStatsRequest(sale_id=sale.sale_id))
-        assert stats == sales_pb2.SaleStats(
-            sale_id=sale.sale_id,
-            stock=3,
-            reserved=3,
-            released=0,
-            remaining=0,
-            accepted_requests=3,
-            rejected_requests=4,
-        )
+        counters = (stats.sale_id, stats.stock, stats.reserved, stats.released, stats.remaining)
+        assert counters == (sale.sale_id, 3, 3, 0, 0)
+        assert (stats.accepted_requests, stats.rejected_requests, stats.requests_pending) == (3, 4, 0)
+        assert sum(q.stock - q.remaining for q in stats.partitions) == 3 and stats.reserve_remaining == 0
         assert (await p.sales.GetSale(sales_pb2.GetSaleRequest(sale_id=sale.sale_id))).remaining == 0
 
         envs = await asyncio.to_thread(
-            reader.wait_for, lambda e: len(of_sale(e, sale.sale_id, decided_events.EVENT_TYPE)) >= 7
+            reader.wait_for, lambda e: len(of_sale(e, sale.sale_id, topics.PURCHASES_DECIDED)) >= 7
         )
         created = of_sale(envs, sale.sale_id, "sale.created")
         assert len(created) == 1
         payload = events_pb2.SaleCreated()
         events.unpack(created[0], payload)
         assert (payload.product_id, payload.stock, payload.price_cents) == (p.product_id, 3, 750)
-        decisions = [decided(e) for e in of_sale(envs, sale.sale_id, decided_events.EVENT_TYPE)]
+        decisions = [decided(e) for e in of_sale(envs, sale.sale_id, topics.PURCHASES_DECIDED)]
         assert len(decisions) == 7  # the retry of the first request emitted nothing
         assert [d.accepted for d in decisions].count(True) == 3
         assert [d.remaining for d in decisions] == [2, 2, 1, 1, 1, 0, 0]
@@ -276,12 +276,12 @@ async def test_purchases_outside_the_window_are_recorded_rejections(backend_sett
         envs = await asyncio.to_thread(
             reader.wait_for,
             lambda e: bool(
-                of_sale(e, later.sale_id, decided_events.EVENT_TYPE)
-                and of_sale(e, over.sale_id, decided_events.EVENT_TYPE)
+                of_sale(e, later.sale_id, topics.PURCHASES_DECIDED)
+                and of_sale(e, over.sale_id, topics.PURCHASES_DECIDED)
             ),
         )
-        assert [decided(e).reason for e in of_sale(envs, later.sale_id, decided_events.EVENT_TYPE)] == ["not_started"]
-        assert [decided(e).reason for e in of_sale(envs, over.sale_id, decided_events.EVENT_TYPE)] == ["ended"]
+        assert [decided(e).reason for e in of_sale(envs, later.sale_id, topics.PURCHASES_DECIDED)] == ["not_started"]
+        assert [decided(e).reason for e in of_sale(envs, over.sale_id, topics.PURCHASES_DECIDED)] == ["ended"]
 
 
 def order_event(event_type: str, order_id: str, decision: sales_pb2.PurchaseDecision) -> events_pb2.EventEnvelope:
@@ -466,13 +466,13 @@ async def test_purchase_rejects_bad_input_and_changes_nothing(backend_settings: 
         envs = await asyncio.to_thread(
             reader.wait_for,
             lambda e: any(
-                decided(x).request_id == marker.request_id for x in of_sale(e, sale.sale_id, decided_events.EVENT_TYPE)
+                decided(x).request_id == marker.request_id for x in of_sale(e, sale.sale_id, topics.PURCHASES_DECIDED)
             ),
         )
         ids = [
             decided(e).request_id
             for e in envs
-            if e.type == decided_events.EVENT_TYPE and e.key in (sale.sale_id, second.sale_id)
+            if e.type == topics.PURCHASES_DECIDED and e.key in (sale.sale_id, second.sale_id)
         ]
         assert ids == [first.request_id, marker.request_id]
 

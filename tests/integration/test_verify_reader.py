@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 SALES_TABLES = """
 CREATE TABLE sales (
   sale_id TEXT PRIMARY KEY, product_id TEXT NOT NULL, price_cents BIGINT NOT NULL, stock BIGINT NOT NULL,
-  per_user_limit INTEGER NOT NULL, starts_at BIGINT NOT NULL, ends_at BIGINT NOT NULL, remaining BIGINT NOT NULL,
+  per_user_limit INTEGER NOT NULL, starts_at BIGINT NOT NULL, ends_at BIGINT NOT NULL,
   created_at BIGINT NOT NULL, partitions INTEGER NOT NULL DEFAULT 0, reserve BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE sale_partitions (
@@ -77,7 +77,7 @@ def world(backend_settings: Settings) -> Iterator[World]:
     def fill_sales(tx: database.Tx) -> None:
         tx.execute(
             "INSERT INTO sales (sale_id, product_id, price_cents, stock, per_user_limit, starts_at, ends_at,"
-            " remaining, created_at, partitions, reserve) VALUES (?, 'p1', 500, 6, 2, ?, ?, 6, ?, 2, 1)",
+            " created_at, partitions, reserve) VALUES (?, 'p1', 500, 6, 2, ?, ?, ?, 2, 1)",
             (sale_id, t0, now - 1_000, t0 - 1_000),
         )
         tx.executemany(

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from flashsale.common import errors, events, topics
-from flashsale.sales import decision_feed, domain, pipeline
+from flashsale.sales import decision_feed, domain, waiting
 from flashsale_api.v1 import events_pb2
 
 
@@ -24,7 +24,7 @@ def _event(reasons: list[str]) -> events_pb2.EventEnvelope:
 
 
 async def test_a_waiting_call_gets_its_decision_from_an_event_handled_in_another_thread() -> None:
-    waiters = pipeline.Waiters(asyncio.get_running_loop())
+    waiters = waiting.Waiters(asyncio.get_running_loop())
     handle = decision_feed.handler(waiters)
     accepted, refused = waiters.wait("r0"), waiters.wait("r1")
     await asyncio.to_thread(handle, _event(["", "sold_out"]))
@@ -37,7 +37,7 @@ async def test_a_waiting_call_gets_its_decision_from_an_event_handled_in_another
 def test_nothing_is_built_while_no_call_waits_and_a_bad_reason_is_refused() -> None:
     loop = asyncio.new_event_loop()
     try:
-        waiters = pipeline.Waiters(loop)
+        waiters = waiting.Waiters(loop)
         handle = decision_feed.handler(waiters)
         handle(_event(["no_such_reason"]))  # nobody waits: not even read
         waiters.wait("r0")

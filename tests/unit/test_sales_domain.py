@@ -1,4 +1,5 @@
-"""Pure rules of the sales service: validation, the window, the per-user limit and the outcome."""
+"""Pure rules of the sales service's entities: validation of sales and purchases, retries, outcomes (the purchase
+rule itself is tested with the ledger)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def _sale(starts_at: int = 1_000, ends_at: int = 1_000 + HOUR, limit: int = 2, r
         ends_at=ends_at,
         remaining=remaining,
         created_at=0,
+        partitions=4,
     )
 
 
@@ -117,37 +119,6 @@ def test_a_retry_must_describe_the_same_purchase() -> None:
             domain.check_retry(first, other)
         assert caught.value.field == "request_id"
         assert "already used for another purchase" in caught.value.detail()
-
-
-def test_the_window_is_closed_before_start_and_from_the_end_on() -> None:
-    sale = _sale(starts_at=1_000, ends_at=2_000)
-    assert domain.window_outcome(sale, 999) is domain.Outcome.NOT_STARTED
-    assert domain.window_outcome(sale, 1_000) is None
-    assert domain.window_outcome(sale, 1_999) is None
-    assert domain.window_outcome(sale, 2_000) is domain.Outcome.ENDED
-
-
-def test_the_limit_allows_exactly_up_to_the_limit() -> None:
-    assert domain.within_limit(0, 2, 2)
-    assert domain.within_limit(1, 1, 2)
-    assert not domain.within_limit(1, 2, 2)
-    assert not domain.within_limit(2, 1, 2)
-
-
-def test_stock_allows_exactly_what_remains() -> None:
-    assert domain.in_stock(3, 3)
-    assert not domain.in_stock(2, 3)
-    assert not domain.in_stock(0, 1)
-
-
-def test_decide_applies_window_then_limit_then_stock() -> None:
-    sale = _sale(starts_at=1_000, ends_at=2_000, limit=2)
-    assert domain.decide(sale, 1_500, bought=0, quantity=2, remaining=5) is domain.Outcome.ACCEPTED
-    assert domain.decide(sale, 1_500, bought=1, quantity=2, remaining=5) is domain.Outcome.LIMIT_EXCEEDED
-    assert domain.decide(sale, 1_500, bought=1, quantity=1, remaining=0) is domain.Outcome.SOLD_OUT
-    assert domain.decide(sale, 1_500, bought=2, quantity=1, remaining=0) is domain.Outcome.LIMIT_EXCEEDED
-    assert domain.decide(sale, 500, bought=2, quantity=1, remaining=0) is domain.Outcome.NOT_STARTED
-    assert domain.decide(sale, 2_000, bought=0, quantity=1, remaining=5) is domain.Outcome.ENDED
 
 
 def test_outcome_reasons_are_empty_only_when_accepted() -> None:

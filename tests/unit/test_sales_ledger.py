@@ -120,3 +120,28 @@ def test_a_refill_takes_what_the_round_does_not_need_then_the_fullest_partitions
     assert ledger.refill({0: 0, 1: 9}, remaining, 0) == {}
     # more wanted than the sale holds: every spare unit moves, the rest is refused (fairly: there is none)
     assert ledger.refill({0: 30, 1: 9}, remaining, 2) == {3: 6, 2: 4}
+
+
+def _one(req: ledger.Request, remaining: int = 5, held: dict[str, int] | None = None) -> A:
+    return ledger.decide_batch(TERMS, [req], remaining, 0, held or {}, set()).verdicts[0].outcome
+
+
+def test_the_window_is_closed_before_the_start_and_from_the_end_on() -> None:
+    assert _one(_r("1", "a", at=999)) is A.NOT_STARTED
+    assert _one(_r("1", "a", at=1_000)) is A.ACCEPTED
+    assert _one(_r("1", "a", at=1_999)) is A.ACCEPTED
+    assert _one(_r("1", "a", at=2_000)) is A.ENDED
+
+
+def test_the_limit_allows_exactly_up_to_the_limit_and_stock_exactly_what_remains() -> None:
+    assert _one(_r("1", "a", qty=2)) is A.ACCEPTED
+    assert _one(_r("1", "a", qty=1), held={"a": 1}) is A.ACCEPTED
+    assert _one(_r("1", "a", qty=2), held={"a": 1}) is A.LIMIT_EXCEEDED
+    assert _one(_r("1", "a", qty=2), remaining=2) is A.ACCEPTED
+    assert _one(_r("1", "a", qty=2), remaining=1) is A.SOLD_OUT
+
+
+def test_the_rule_is_window_then_limit_then_stock() -> None:
+    assert _one(_r("1", "a", qty=1, at=500), remaining=0, held={"a": 2}) is A.NOT_STARTED
+    assert _one(_r("1", "a", qty=1), remaining=0, held={"a": 2}) is A.LIMIT_EXCEEDED
+    assert _one(_r("1", "a", qty=1), remaining=0, held={"a": 1}) is A.SOLD_OUT

@@ -151,6 +151,11 @@ class EventProducer:
         if failure:
             raise errors.TemporaryError(f"Kafka refused the message for {topic}: {failure[0]}")
 
+    def flush(self, timeout: float) -> int:
+        """Wait up to `timeout` for every queued message to be acknowledged (their callbacks may run in the calling
+        thread); how many are still in flight."""
+        return int(self._producer.flush(timeout))
+
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued and stop the poller."""
         self._producer.flush(timeout)

@@ -46,6 +46,9 @@ class Settings(pydantic_settings.BaseSettings):
     sales_batch_max: int = pydantic.Field(
         5000, ge=1, le=100_000, description="Most requests a sales worker decides in one transaction."
     )
+    sales_default_partitions: int = pydantic.Field(
+        8, ge=1, le=256, description="Partitions a new sale's stock is split over until PrepareSale splits it again."
+    )
     jwt_secret: pydantic.SecretStr = pydantic.Field(
         pydantic.SecretStr(""), description="HMAC key signing access tokens (required by the user service)."
     )

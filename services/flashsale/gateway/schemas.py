@@ -85,7 +85,7 @@ class SaleIn(_Request):
     starts_at: pydantic.AwareDatetime
     ends_at: pydantic.AwareDatetime
     partitions: int = pydantic.Field(
-        4, strict=True, ge=0, le=256, description="Stock partitions (0: one transaction per purchase, no pipeline)."
+        4, strict=True, ge=1, le=256, description="Partitions of the sale's stock and request topic."
     )
     reserve: int = pydantic.Field(0, strict=True, ge=0, description="Units kept in the reserve pool.")
 

@@ -7,7 +7,19 @@ import uuid
 
 from flashsale.common import grpc_server, process, runtime, topics
 from flashsale.common.settings import Settings, load_settings
-from flashsale.sales import catalog, consumers, decision_feed, grpc_api, pipeline, repository, service, worker
+from flashsale.sales import (
+    catalog,
+    consumers,
+    decision_feed,
+    grpc_api,
+    ingress,
+    preparation,
+    request_topics,
+    schema,
+    service,
+    waiting,
+    worker,
+)
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 NAME = "sales"
@@ -20,15 +32,25 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
 
     `products` defaults to the gRPC adapter of the product service at settings.product_addr.
     """
-    rt = runtime.build_runtime(NAME, settings, settings.sales_addr, [SERVICE_NAME], repository.MIGRATIONS)
+    rt = runtime.build_runtime(NAME, settings, settings.sales_addr, [SERVICE_NAME], schema.MIGRATIONS)
     if products is None:
         adapter = catalog.GrpcProductCatalog(settings.product_addr)
         rt.server.on_shutdown(adapter.close)
         products = adapter
     loop = asyncio.get_running_loop()
-    waiters = pipeline.Waiters(loop)
-    front = pipeline.Pipeline(rt.db, rt.producer, settings.kafka_bootstrap, waiters)
-    sales = service.SalesService(rt.db, rt.relay.notify, products, front)
+    waiters = waiting.Waiters(loop)
+    decisions = waiting.Decisions(rt.db, waiters)
+    kafka_topics = request_topics.RequestTopics(settings.kafka_bootstrap)
+    sales = service.SalesService(
+        rt.db,
+        rt.relay.notify,
+        products,
+        ingress.Ingress(rt.db, rt.producer, kafka_topics, decisions),
+        preparation.Preparation(rt.db, kafka_topics),
+        decisions,
+        kafka_topics,
+        settings.sales_default_partitions,
+    )
     servicer = grpc_api.SalesServicer(sales)
     if settings.sales_worker:
         decider = worker.SalesWorker(
@@ -51,10 +73,10 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
         rt.server.add_background(run_worker)
         rt.server.on_shutdown(stop_worker, first=True)
 
-    async def close_front() -> None:
-        front.close()
+    async def close_topics() -> None:
+        kafka_topics.close()
 
-    rt.server.on_shutdown(close_front)
+    rt.server.on_shutdown(close_topics)
     rt.server.register(lambda server: sales_pb2_grpc.add_SalesServiceServicer_to_server(servicer, server))
 
     def notify_from_thread() -> None:

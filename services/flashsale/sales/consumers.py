@@ -1,11 +1,11 @@
-"""Kafka handlers of the sales service (run in the consumer thread)."""
+"""Kafka handlers of the sales service (run in the consumer thread): parse, then call the service."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from flashsale.common import kafka
-from flashsale.sales import service
+from flashsale.sales import messages, service
 from flashsale_api.v1 import events_pb2
 
 
@@ -16,7 +16,13 @@ def order_events(sales: service.SalesService, notify: Callable[[], None]) -> kaf
     """
 
     def handle(env: events_pb2.EventEnvelope) -> None:
-        if sales.on_order_event(env):
+        change = messages.order_change(env)
+        if change is None:
+            return
+        reason, reservation_id = change
+        if reason is None:
+            sales.confirm(env.event_id, reservation_id)
+        elif sales.release(env.event_id, reservation_id, reason):
             notify()
 
     return handle

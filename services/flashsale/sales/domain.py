@@ -1,7 +1,7 @@
-"""Pure rules of the sales service: validation of sales and purchases, and the purchase decision.
+"""The sales service's entities and the validation of sales and purchases (pure: no I/O).
 
-Nothing here does I/O, so the same rules serve the transactional repository of today and a
-partitioned single-writer pipeline later (which keeps the counters in memory and calls `decide`).
+The purchase rule itself (window, per-user limit, stock) is the batch decision of `ledger`, the only place a
+purchase is decided.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ class Sale:
     per_user_limit: int
     starts_at: int
     ends_at: int
-    remaining: int
+    remaining: int  # units left: every partition plus the pool
     created_at: int
-    partitions: int = 0  # 0: not prepared; decided by the transactional path
+    partitions: int  # request-topic partitions its stock is split over
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,16 +90,6 @@ class Decision(NamedTuple):
     outcome: Outcome
     reservation_id: str
     decided_at: int
-
-
-@dataclasses.dataclass(frozen=True)
-class PurchaseResult:
-    """A decision plus the sale's stock right after it (what the purchase.decided event reports)."""
-
-    decision: Decision
-    sale: Sale
-    remaining: int
-    first_time: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,39 +179,8 @@ def check_retry(existing: Decision, request: PurchaseRequest) -> None:
         raise errors.InvalidArgument("already used for another purchase", "request_id")
 
 
-def window_outcome(sale: Sale, now: int) -> Outcome | None:
-    """NOT_STARTED before starts_at, ENDED from ends_at on, None while the sale is open."""
-    if now < sale.starts_at:
-        return Outcome.NOT_STARTED
-    if now >= sale.ends_at:
-        return Outcome.ENDED
-    return None
-
-
-def within_limit(bought: int, quantity: int, limit: int) -> bool:
-    """True when a user who holds `bought` may take `quantity` more under `limit`."""
-    return bought + quantity <= limit
-
-
-def in_stock(remaining: int, quantity: int) -> bool:
-    """True when `quantity` can be taken from `remaining`."""
-    return quantity <= remaining
-
-
-def decide(sale: Sale, now: int, bought: int, quantity: int, remaining: int) -> Outcome:
-    """The outcome of a request, in rule order: window, then per-user limit, then stock."""
-    closed = window_outcome(sale, now)
-    if closed is not None:
-        return closed
-    if not within_limit(bought, quantity, sale.per_user_limit):
-        return Outcome.LIMIT_EXCEEDED
-    if not in_stock(remaining, quantity):
-        return Outcome.SOLD_OUT
-    return Outcome.ACCEPTED
-
-
 ORDER_RELEASES = {topics.ORDER_EXPIRED: "expired", topics.ORDER_CANCELLED: "cancelled"}
-ORDER_CONFIRMS = topics.ORDER_PAID
+"""Order events that give a reservation's stock back, and the release reason each records."""
 
 
 def release_reason(event_type: str) -> str | None:

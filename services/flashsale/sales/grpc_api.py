@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from flashsale.common import errors, limits, timeutil, validation
-from flashsale.sales import domain, messages, pipeline, service
+from flashsale.sales import domain, messages, service
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -74,7 +74,7 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         if request.reserve < 0:
             raise errors.InvalidArgument("must not be negative", "reserve")
         found = await self._sales.prepare_sale(sale_id, request.partitions, request.reserve)
-        return pipeline.partitions_message(sale_id, found)
+        return messages.partitions(sale_id, found)
 
     async def Purchase(self, request: sales_pb2.PurchaseRequest, context: Context) -> sales_pb2.PurchaseDecision:
         """Submit a purchase request; wait up to wait_ms for its decision."""

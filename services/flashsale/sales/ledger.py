@@ -87,14 +87,19 @@ def decide_batch(
     return BatchDecision(tuple(verdicts), tuple(duplicates), taken, drawn, types.MappingProxyType(newly))
 
 
+_UNLIMITED = 1 << 62
+
+
 def _decide_one(terms: Terms, req: Request, holds: int, available: int) -> domain.Outcome:
+    """The purchase rule, the one place it lives: window (by log-append time), then the per-user limit (given
+    what the user holds), then stock."""
     if req.arrived_at < terms.starts_at:
         return domain.Outcome.NOT_STARTED
     if req.arrived_at >= terms.ends_at:
         return domain.Outcome.ENDED
-    if not domain.within_limit(holds, req.quantity, terms.per_user_limit):
+    if holds + req.quantity > terms.per_user_limit:
         return domain.Outcome.LIMIT_EXCEEDED
-    if not domain.in_stock(available, req.quantity):
+    if req.quantity > available:
         return domain.Outcome.SOLD_OUT
     return domain.Outcome.ACCEPTED
 
@@ -137,10 +142,8 @@ def need(terms: Terms, requests: Sequence[Request], held: dict[str, int], decide
         if req.request_id in seen:
             continue
         seen.add(req.request_id)
-        if not terms.starts_at <= req.arrived_at < terms.ends_at:
-            continue
         holds = holding.get(req.user_id, 0)
-        if domain.within_limit(holds, req.quantity, terms.per_user_limit):
+        if _decide_one(terms, req, holds, _UNLIMITED) is domain.Outcome.ACCEPTED:
             holding[req.user_id] = holds + req.quantity
             units += req.quantity
     return units

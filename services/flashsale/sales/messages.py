@@ -1,4 +1,4 @@
-"""Domain objects as protobuf: gRPC responses and the event envelopes the sales service emits."""
+"""The sales service's protobuf mapping: gRPC responses, the events it emits and the events it reads."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from google.protobuf import timestamp_pb2
 
-from flashsale.common import events, timeutil, topics
-from flashsale.sales import domain
+from flashsale.common import decided, errors, events, timeutil, topics
+from flashsale.sales import domain, stock_store
 from flashsale_api.v1 import events_pb2, sales_pb2
 
 SOURCE = "sales"
@@ -139,3 +139,50 @@ def stock_released(value: domain.Release) -> events_pb2.EventEnvelope:
         stock=value.sale.stock,
     )
     return events.envelope(topics.STOCK_RELEASED, value.sale.sale_id, payload, SOURCE)
+
+
+def partitions(sale_id: str, found: stock_store.Split) -> sales_pb2.SalePartitions:
+    """A sale's split as its gRPC message."""
+    return sales_pb2.SalePartitions(
+        sale_id=sale_id,
+        topic=topics.request_topic(sale_id),
+        partitions=[
+            sales_pb2.PartitionStock(partition=p.partition, stock=p.stock, remaining=p.remaining)
+            for p in found.partitions
+        ],
+        reserve=found.reserve,
+        reserve_remaining=found.pool_remaining,
+    )
+
+
+def decisions_of(body: events_pb2.PurchasesDecided, decided_at: int) -> list[domain.Decision]:
+    """The decisions a purchases.decided event carries (PermanentEventError for an unknown reason)."""
+    try:
+        return [
+            domain.Decision(
+                request_id=entry.request_id,
+                sale_id=body.sale_id,
+                user_id=entry.user_id,
+                quantity=entry.quantity,
+                outcome=domain.Outcome(entry.reason) if entry.reason else domain.Outcome.ACCEPTED,
+                reservation_id=entry.reservation_id,
+                decided_at=decided_at,
+            )
+            for entry in decided.entries(body)
+        ]
+    except ValueError as exc:
+        raise errors.PermanentEventError(f"{topics.PURCHASES_DECIDED}: {exc}") from None
+
+
+def order_change(env: events_pb2.EventEnvelope) -> tuple[str | None, str] | None:
+    """What an order event does to its reservation: (release reason, reservation id) when it expired or was
+    cancelled, (None, reservation id) when it was paid, None for any other event. PermanentEventError when it
+    names no reservation."""
+    reason = domain.release_reason(env.type)
+    if reason is None and env.type != topics.ORDER_PAID:
+        return None
+    order = events_pb2.OrderChanged()
+    events.unpack(env, order)
+    if not order.reservation_id:
+        raise errors.PermanentEventError(f"{env.type}: reservation_id is empty")
+    return reason, order.reservation_id

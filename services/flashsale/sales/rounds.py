@@ -1,8 +1,10 @@
 """A worker's round: the ready batches of every partition it holds, decided and stored in one transaction.
 
-The worker (consumer, batching, publication) hands a round the batches it read; the round decides them in log
-order with the pure `ledger`, stores them with `round_store` and returns what it committed. A crash anywhere
-before the commit leaves nothing behind, so the next owner replays to the same decisions.
+The worker (consumer, batching) hands a round the batches it read; the round decides them in log order with the
+pure `ledger`, stores them with the stores of each table and says what became of it as a value: committed, short
+of stock (decide again holding the whole sale), a gap in a partition's log (read it again), stock moved or a
+duplicate request id meanwhile (decide again), the database unavailable (retry after a delay). Nothing is stored
+unless the round commits, so a crash anywhere replays to the same decisions.
 """
 
 from __future__ import annotations
@@ -14,15 +16,24 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from flashsale.common import backoff, database, errors
-from flashsale.sales import domain, ledger, ledger_repository, repository, round_store
+from flashsale.sales import (
+    decision_store,
+    domain,
+    ledger,
+    offset_store,
+    reservation_store,
+    sale_store,
+    stock_store,
+)
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]  # (request topic, partition)
 _ACCEPTED = domain.Outcome.ACCEPTED
+_RESERVED = domain.ReservationStatus.RESERVED.value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +49,7 @@ class Ready:
 @dataclasses.dataclass(frozen=True)
 class Seen:
     """What a round saw of one partition under its locks: its stock (after the round's refill), the pool left to it,
-    the batch's exact need, and whether the round held the whole sale (logged at DEBUG once committed, so a decision
-    can be traced to its round)."""
+    the batch's exact need, and whether the round held the whole sale (logged at DEBUG once committed)."""
 
     remaining: int
     pool: int
@@ -63,22 +73,58 @@ class Decided:
     seen: Seen | None = None  # None when published again from the database
 
 
-class Gap(Exception):
+@dataclasses.dataclass(frozen=True)
+class Committed:
+    """The round is stored."""
+
+    batches: tuple[Decided, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Short:
+    """A sale's batches need more than their partitions and the pool hold: decide again holding the whole sale."""
+
+    sale_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Gap:
     """A partition's records do not continue its stored offset (see ledger.Gap): read it again from `expected`."""
 
-    def __init__(self, key: Key, gap: ledger.Gap) -> None:
-        super().__init__(f"{key[0]}[{key[1]}]: {gap}")
-        self.key = key
-        self.expected = gap.expected
+    key: Key
+    expected: int
 
 
-class _Short(Exception):
-    """The batches of a round need more of a sale than their partitions and the pool hold: decide it again holding
-    the whole sale."""
+@dataclasses.dataclass(frozen=True)
+class Moved:
+    """Another writer took stock from the pool meanwhile: decide again."""
 
-    def __init__(self, sale_id: str) -> None:
-        super().__init__(f"sale {sale_id} is short in this round")
-        self.sale_id = sale_id
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Duplicate:
+    """A request id got a row meanwhile (another sale's writer took the same id): insert row by row instead."""
+
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Unavailable:
+    """The database refused for now: retry after a delay."""
+
+    reason: str
+
+
+Attempt = Committed | Short | Gap | Moved | Duplicate | Unavailable
+
+
+class _Abort(Exception):
+    """Rolls the round's transaction back with what became of it."""
+
+    def __init__(self, result: Short | Gap) -> None:
+        super().__init__(repr(result))
+        self.result = result
 
 
 class Rounds:
@@ -97,32 +143,45 @@ class Rounds:
         self._count = 0  # rounds committed (numbers the DEBUG lines of a round)
         self._whole: set[str] = set()  # sales whose rounds hold the whole sale (one of them ran short)
 
-    def decide(self, ready: Mapping[Key, Ready], stop: threading.Event) -> list[Decided] | None:
-        """Decide the ready batches in one transaction, retrying what the database or a moving stock refused;
-        None when `stop` was set first (nothing stored). Raises Gap for a partition to read again."""
+    def decide(self, ready: Mapping[Key, Ready], stop: threading.Event) -> Committed | Gap | None:
+        """Decide the ready batches in one transaction, deciding again or retrying until it commits; a Gap for a
+        partition to read again (nothing stored); None when `stop` was set first (nothing stored)."""
         delays = backoff.Backoff()
         bulk = True
         while not stop.is_set():
-            try:
-                decided = self._db.run_sync(functools.partial(self._decide_all, ready, bulk))
-                if log.isEnabledFor(logging.DEBUG):
-                    self._log(decided)
-                return decided
-            except _Short as short:
-                log.debug("round short of stock; holding the whole sale from now on", extra={"sale_id": short.sale_id})
-                self._whole.add(short.sale_id)
-                continue
-            except round_store.StockMoved as moved:  # another writer drew the pool meanwhile
-                log.debug("round saw stock move", extra={"reason": str(moved)})
-                continue
-            except database.Conflict as exc:  # a request id taken meanwhile elsewhere: insert row by row instead
-                log.warning("bulk insert conflict; deciding again", extra={"reason": str(exc)})
-                bulk = False
-                continue
-            except errors.TemporaryError as exc:
-                log.warning("round failed; retrying", extra={"reason": str(exc)})
-            stop.wait(delays.next())
+            result = self.attempt(ready, bulk)
+            match result:
+                case Committed():
+                    if log.isEnabledFor(logging.DEBUG):
+                        self._log(result.batches)
+                    return result
+                case Gap():
+                    return result
+                case Short(sale_id):
+                    log.debug("round short of stock; holding the whole sale from now on", extra={"sale_id": sale_id})
+                    self._whole.add(sale_id)
+                case Moved(reason):
+                    log.debug("round saw stock move", extra={"reason": reason})
+                case Duplicate(reason):
+                    log.warning("bulk insert conflict; deciding again", extra={"reason": reason})
+                    bulk = False
+                case Unavailable(reason):
+                    log.warning("round failed; retrying", extra={"reason": reason})
+                    stop.wait(delays.next())
         return None
+
+    def attempt(self, ready: Mapping[Key, Ready], bulk: bool = True) -> Attempt:
+        """One try at the round: its transaction, and what became of it."""
+        try:
+            return Committed(tuple(self._db.run_sync(functools.partial(self._decide_all, ready, bulk))))
+        except _Abort as abort:
+            return abort.result
+        except stock_store.StockMoved as exc:
+            return Moved(str(exc))
+        except database.Conflict as exc:
+            return Duplicate(str(exc))
+        except errors.TemporaryError as exc:
+            return Unavailable(str(exc))
 
     def _decide_all(self, ready: Mapping[Key, Ready], bulk: bool, tx: database.Tx) -> list[Decided]:
         """Decide every ready batch in this transaction, sale by sale in topic order (the lock order)."""
@@ -137,69 +196,108 @@ class Rounds:
     def _decide_sale(self, tx: database.Tx, topic: str, parts: dict[int, Ready], bulk: bool) -> list[Decided]:
         """Decide the ready partitions of one sale with a fixed number of statements (a few more for a refill)."""
         sale = next(iter(parts.values())).sale
-        terms = _terms(sale)
         dialect = self._db.dialect
         whole = sale.sale_id in self._whole
-        locked = round_store.lock(tx, dialect, sale.sale_id, topic, list(parts), whole_sale=whole)
-        if locked.stock != sale.stock:  # restocked before its first decision: events carry the stock it has now
-            sale = dataclasses.replace(sale, stock=locked.stock, remaining=locked.stock)
-        fresh: dict[int, list[ledger.Request]] = {}
+        locked = stock_store.lock(tx, dialect, sale.sale_id, list(parts), whole_sale=whole)
+        stock = sale_store.stock_of(tx, sale.sale_id)
+        if stock != sale.stock:  # restocked before its first decision: events carry the stock it has now
+            sale = dataclasses.replace(sale, stock=stock, remaining=stock)
+        starts = offset_store.next_offsets(tx, dialect, topic, sorted(parts))
+        fresh: dict[int, tuple[ledger.Request, ...]] = {}
         for partition, batch in parts.items():
             try:
-                fresh[partition] = ledger.undecided(batch.offsets, batch.requests, locked.next_offset[partition])
+                fresh[partition] = tuple(ledger.undecided(batch.offsets, batch.requests, starts[partition]))
             except ledger.Gap as gap:
-                raise Gap((topic, partition), gap) from None
+                raise _Abort(Gap((topic, partition), gap.expected)) from None
         everyone = [r for reqs in fresh.values() for r in reqs]
-        held = round_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
-        before = round_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
+        held = reservation_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
+        before = decision_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
+        terms = _terms(sale)
         needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
         remaining, pool = dict(locked.remaining), locked.pool
         if not whole and ledger.shortfall(needs, remaining, pool) > 0:
-            raise _Short(sale.sale_id)
+            raise _Abort(Short(sale.sale_id))
         moves = ledger.refill(needs, remaining, pool) if whole else {}
         if moves:  # every partition of the sale is locked: the stock the round lacks comes from the others now
-            round_store.move_to_pool(tx, sale.sale_id, moves)
+            stock_store.move_to_pool(tx, sale.sale_id, moves)
             for donor, units in moves.items():
                 remaining[donor] -= units
             pool += sum(moves.values())
             log.debug("refilled in the round", extra={"sale_id": sale.sale_id, "moves": moves, "pool": pool})
         seen: dict[int, Seen] = {}
-        writes: list[round_store.PartitionWrite] = []
+        batches: dict[int, ledger.BatchDecision] = {}
         for partition in sorted(parts):
-            decision = ledger.decide_batch(terms, fresh[partition], remaining[partition], pool, held, before)
+            decision = batches[partition] = ledger.decide_batch(
+                terms, fresh[partition], remaining[partition], pool, held, before
+            )
             reqs = fresh[partition]
             arrivals = (reqs[0].arrived_at, reqs[-1].arrived_at) if reqs else (0, 0)
             seen[partition] = Seen(remaining[partition], pool, needs[partition], whole, arrivals)
             pool -= decision.drawn
-            end = max(parts[partition].offsets[-1] + 1, locked.next_offset[partition])
-            writes.append(round_store.PartitionWrite(partition, decision, end, parts[partition].published))
-        accepted = [v.request.request_id for w in writes for v in w.batch.verdicts if v.outcome is _ACCEPTED]
-        reservations = dict(zip(accepted, _reservation_ids(len(accepted)), strict=True))
+        ends = {p: max(parts[p].offsets[-1] + 1, starts[p]) for p in parts}
         now = self._clock()  # decided_at: when the round is written, just before its commit
-        round_store.write(tx, dialect, sale.sale_id, topic, writes, reservations, now, bulk)
-        duplicates = [r for w in writes for r in w.batch.duplicates]
-        earlier = {d.request_id: d for d in (repository.get_decision(tx, r.request_id) for r in duplicates) if d}
-        left = ledger_repository.total_remaining(tx, sale.sale_id)
-        out = []
-        for w in writes:
-            made = tuple(
-                domain.Decision(
-                    request_id=v.request.request_id,
-                    sale_id=sale.sale_id,
-                    user_id=v.request.user_id,
-                    quantity=v.request.quantity,
-                    outcome=v.outcome,
-                    reservation_id=reservations.get(v.request.request_id, ""),
-                    decided_at=now,
-                )
-                for v in w.batch.verdicts
+        made = self._store(tx, sale, topic, parts, batches, ends, now, bulk)
+        duplicates = [r for b in batches.values() for r in b.duplicates]
+        earlier = {d.request_id: d for d in (decision_store.get(tx, r.request_id) for r in duplicates) if d}
+        left = stock_store.total_remaining(tx, sale.sale_id)
+        return [
+            Decided(
+                topic,
+                p,
+                sale,
+                made[p],
+                tuple(earlier[r.request_id] for r in batches[p].duplicates if r.request_id in earlier),
+                left,
+                starts[p],
+                ends[p],
+                seen[p],
             )
-            again = tuple(earlier[r.request_id] for r in w.batch.duplicates if r.request_id in earlier)
-            start = locked.next_offset[w.partition]
-            out.append(Decided(topic, w.partition, sale, made, again, left, start, w.next_offset, seen[w.partition]))
-        return out
+            for p in sorted(parts)
+        ]
 
-    def _log(self, decided: list[Decided]) -> None:
+    def _store(
+        self,
+        tx: database.Tx,
+        sale: domain.Sale,
+        topic: str,
+        parts: Mapping[int, Ready],
+        batches: Mapping[int, ledger.BatchDecision],
+        ends: Mapping[int, int],
+        now: int,
+        bulk: bool,
+    ) -> dict[int, tuple[domain.Decision, ...]]:
+        """Write a sale's decided batches: stock, decisions, reservations, holdings and offsets; the decisions."""
+        dialect = self._db.dialect
+        accepted = [v.request.request_id for b in batches.values() for v in b.verdicts if v.outcome is _ACCEPTED]
+        ids = dict(zip(accepted, _reservation_ids(len(accepted)), strict=True))
+        changes = [stock_store.Change(p, b.drawn, b.taken, len(b.verdicts)) for p, b in batches.items()]
+        stock_store.take(tx, dialect, sale.sale_id, changes)
+        rows: list[decision_store.Row] = []
+        reserved: list[reservation_store.Row] = []
+        newly: collections.Counter[str] = collections.Counter()
+        made: dict[int, tuple[domain.Decision, ...]] = {}
+        for p, b in batches.items():
+            decisions = []
+            for v in b.verdicts:
+                r = v.request
+                rid = ids.get(r.request_id, "")
+                sold = (r.request_id, sale.sale_id, r.user_id, r.quantity)
+                rows.append((*sold, v.outcome.value, rid, now, p, r.offset, r.arrived_at))
+                if rid:
+                    reserved.append((rid, *sold, _RESERVED, now, now, p))
+                decisions.append(
+                    domain.Decision(r.request_id, sale.sale_id, r.user_id, r.quantity, v.outcome, rid, now)
+                )
+            newly.update(b.held)
+            made[p] = tuple(decisions)
+        decision_store.insert(tx, dialect, rows, bulk)
+        reservation_store.insert(tx, dialect, reserved, bulk)
+        reservation_store.add_holdings(tx, dialect, sale.sale_id, newly)
+        offsets = [offset_store.Offsets(p, ends[p], parts[p].published) for p in sorted(batches)]
+        offset_store.store(tx, dialect, topic, offsets)
+        return made
+
+    def _log(self, decided: Sequence[Decided]) -> None:
         """One DEBUG line per committed batch: offsets, what the round saw, and what it decided."""
         self._count += 1
         for batch in decided:

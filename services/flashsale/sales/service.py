@@ -1,39 +1,75 @@
-"""The sales application service: one transaction per call, events through the outbox."""
+"""The sales service's one facade: every entrypoint (the servicer, the consumers) calls these methods.
+
+Creating, changing and splitting sales; taking purchases into the pipeline (every sale is decided there, by the
+workers' rounds); reading decisions and counters; giving stock back when an order expires or is cancelled.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
-from flashsale.common import database, errors, events, outbox, timeutil, topics
-from flashsale.sales import catalog, domain, ledger_repository, messages, pipeline, repository
-from flashsale_api.v1 import events_pb2
+from flashsale.common import database, errors, outbox, timeutil, topics
+from flashsale.sales import (
+    catalog,
+    decision_store,
+    domain,
+    ingress,
+    messages,
+    offset_store,
+    preparation,
+    request_topics,
+    reservation_store,
+    sale_store,
+    stock_store,
+    waiting,
+)
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 
 
+class _Counted(NamedTuple):
+    """What GetSaleStats reads in one transaction."""
+
+    sale: domain.Sale | None
+    split: stock_store.Split | None
+    committed: dict[int, int]  # next offset to decide, by partition
+    holdings: tuple[int, int]  # (held, released) units
+    requests: tuple[int, int]  # (accepted, rejected) requests
+
+
 class SalesService:
-    """Creates sales, decides purchases, and gives stock back when orders expire or are cancelled."""
+    """Creates sales, takes purchases, and gives stock back when orders expire or are cancelled."""
 
     def __init__(
         self,
         db: database.Database,
         notify: Callable[[], None],
         products: catalog.ProductCatalog,
-        pipe: pipeline.Pipeline,
+        front: ingress.Ingress,
+        prep: preparation.Preparation,
+        decisions: waiting.Decisions,
+        request_topics_: request_topics.RequestTopics,
+        default_partitions: int,
         clock: Clock = timeutil.now_ms,
     ) -> None:
         self._db = db
         self._notify = notify
         self._products = products
-        self._pipeline = pipe
+        self._ingress = front
+        self._preparation = prep
+        self._decisions = decisions
+        self._topics = request_topics_
+        self._default_partitions = default_partitions
         self._clock = clock
 
     async def create_sale(self, spec: domain.SaleSpec) -> domain.Sale:
-        """Create a sale of an existing product and emit sale.created."""
+        """Create a sale of an existing product, split over the default partitions, and emit sale.created."""
         if not await self._products.exists(spec.product_id):
             raise errors.NotFound("no such product", "product_id")
         sale = domain.Sale(
@@ -46,10 +82,12 @@ class SalesService:
             ends_at=spec.ends_at,
             remaining=spec.stock,
             created_at=self._clock(),
+            partitions=min(self._default_partitions, spec.stock),
         )
 
         def work(tx: database.Tx) -> None:
-            repository.insert_sale(tx, sale)
+            sale_store.insert(tx, sale)
+            preparation.split_new(tx, sale)
             outbox.add(tx, topics.SALES, messages.sale_created(sale))
 
         await self._db.run(work)
@@ -59,65 +97,61 @@ class SalesService:
 
     async def get_sale(self, sale_id: str) -> domain.Sale:
         """A sale by id, or NotFound."""
-        sale = await self._db.run(lambda tx: repository.get_sale(tx, sale_id))
+        sale = await self._db.run(lambda tx: sale_store.get(tx, sale_id))
         if sale is None:
             raise errors.NotFound("no such sale", "sale_id")
         return sale
 
     async def list_sales(self, product_id: str = "") -> list[domain.Sale]:
         """Every sale, optionally of one product."""
-        return await self._db.run(lambda tx: repository.list_sales(tx, product_id))
+        return await self._db.run(lambda tx: sale_store.list_all(tx, product_id))
 
     async def update_stock(self, sale_id: str, stock: int) -> domain.Sale:
-        """Change a sale's stock until its first request is decided (re-splitting a prepared sale over the same
-        partitions and reserve) and emit sale.updated."""
-        sale = await self._pipeline.restock(sale_id, stock)
+        """Change a sale's stock until its first purchase is accepted (re-split over the same partitions and
+        reserve) and emit sale.updated."""
+        sale = await self._preparation.restock(sale_id, stock)
+        self._ingress.forget(sale_id)
         self._notify()
         log.info("sale stock changed", extra={"sale_id": sale_id, "stock": stock})
         return sale
 
-    async def prepare_sale(self, sale_id: str, partitions: int, reserve: int) -> ledger_repository.Prepared:
+    async def prepare_sale(self, sale_id: str, partitions: int, reserve: int) -> stock_store.Split:
         """Split a sale's stock into partitions and a pool and create its request topic (idempotent)."""
-        return await self._pipeline.prepare(sale_id, partitions, reserve)
+        found = await self._preparation.prepare(sale_id, partitions, reserve)
+        self._ingress.forget(sale_id)
+        log.info("sale prepared", extra={"sale_id": sale_id, "partitions": partitions, "reserve": reserve})
+        return found
 
     async def purchase(self, request: domain.PurchaseRequest, wait_ms: int = 0) -> domain.Decision:
-        """Decide a purchase: through the pipeline for a prepared sale (PENDING unless decided within wait_ms),
-        else in one transaction. Idempotent per request id."""
-        sale = await self._pipeline.prepared_sale(request.sale_id)
-        if sale is not None:
-            domain.check_quantity(sale, request.quantity)
-            return await self._pipeline.purchase(sale, request, wait_ms)
-        now = self._clock()
-        reservation_id = uuid.uuid4().hex
-        result = await self._db.run(lambda tx: decide_purchase(tx, request, now, reservation_id))
-        if result.first_time:
-            self._notify()
-        return result.decision
+        """Take a purchase into its sale's request topic; PENDING unless decided within wait_ms. Idempotent per
+        request id (a retry meets the first decision)."""
+        sale = await self._ingress.sale(request.sale_id)
+        domain.check_quantity(sale, request.quantity)
+        return await self._ingress.purchase(sale, request, wait_ms)
 
     async def purchase_batch(self, requests: list[domain.PurchaseRequest]) -> int:
-        """Append many requests of prepared sales to their request topics; how many were taken."""
+        """Take many purchases into their sales' request topics; how many were taken (all or, on bad input,
+        none: the field of the bad one is named with its index)."""
         taken: list[tuple[domain.Sale, domain.PurchaseRequest]] = []
         for index, request in enumerate(requests):
             try:
-                sale = await self._pipeline.prepared_sale(request.sale_id)
+                sale = await self._ingress.sale(request.sale_id)
             except errors.NotFound as exc:
                 raise errors.NotFound(exc.message, f"requests[{index}].sale_id") from None
-            if sale is None:
-                raise errors.FailedPrecondition("the sale is not prepared", f"requests[{index}].sale_id")
             if request.quantity > sale.per_user_limit:
                 raise errors.InvalidArgument(
                     f"must be between 1 and {sale.per_user_limit}", f"requests[{index}].quantity"
                 )
             taken.append((sale, request))
-        await self._pipeline.take(taken)
+        await self._ingress.take(taken)
         return len(taken)
 
     async def get_purchase(self, request_id: str) -> domain.Decision:
         """The decision recorded for a request id, PENDING when taken and undecided, or NotFound."""
-        found = await self._db.run(lambda tx: repository.get_decision(tx, request_id))
+        found = await self._decisions.stored(request_id)
         if found is not None:
             return found
-        if self._pipeline.waiters.was_taken(request_id):
+        if self._decisions.waiters.was_taken(request_id):
             return domain.Decision(request_id, "", "", 0, domain.Outcome.PENDING, "", 0)
         raise errors.NotFound("no decision for this request id", "request_id")
 
@@ -125,123 +159,97 @@ class SalesService:
         """The request's state until it is decided (or within_s passed)."""
 
         async def run() -> AsyncIterator[domain.Decision]:
-            found = await self._db.run(lambda tx: repository.get_decision(tx, request_id))
-            if found is None and not self._pipeline.waiters.was_taken(request_id):
+            found = await self._decisions.stored(request_id)
+            if found is None and not self._decisions.waiters.was_taken(request_id):
                 raise errors.NotFound("no decision for this request id", "request_id")
-            async for item in self._pipeline.watch(request_id, found, within_s):
+            async for item in self._decisions.watch(request_id, found, within_s):
                 yield item
 
         return run()
 
     async def stats(self, sale_id: str) -> domain.SaleStats:
-        """Counters of a sale (per partition for a prepared one), or NotFound."""
+        """Counters of a sale and of each of its partitions, with the requests not decided yet, or NotFound."""
+        topic = topics.request_topic(sale_id)
 
-        def work(tx: database.Tx) -> tuple[domain.Sale, domain.SaleStats] | None:
-            sale = repository.get_sale(tx, sale_id)
-            return (sale, repository.stats(tx, sale)) if sale else None
+        def work(tx: database.Tx) -> _Counted:
+            return _Counted(
+                sale_store.get(tx, sale_id),
+                stock_store.split_of(tx, sale_id),
+                offset_store.all_of(tx, topic),
+                reservation_store.totals(tx, sale_id),
+                decision_store.counts(tx, sale_id),
+            )
 
-        found = await self._db.run(work)
-        if found is None:
+        sale, found, committed, (held, released), (accepted, rejected) = await self._db.run(work)
+        if sale is None or found is None:
             raise errors.NotFound("no such sale", "sale_id")
-        sale, base = found
-        if sale.partitions:
-            return await self._pipeline.stats(sale, base)
-        return base
+        numbers = [p.partition for p in found.partitions]
+        ends = await asyncio.to_thread(self._ends, topic, numbers)
+        parts = tuple(
+            domain.PartitionStats(
+                p.partition, p.stock, p.remaining, p.decided, committed.get(p.partition, 0), ends.get(p.partition, 0)
+            )
+            for p in found.partitions
+        )
+        return domain.SaleStats(
+            sale_id=sale_id,
+            stock=sale.stock,
+            reserved=held,
+            released=released,
+            remaining=sum(p.remaining for p in found.partitions) + found.pool_remaining,
+            accepted_requests=accepted,
+            rejected_requests=rejected,
+            requests_pending=sum(max(0, p.end_offset - p.committed_offset) for p in parts),
+            reserve_remaining=found.pool_remaining,
+            partitions=parts,
+        )
 
-    def on_order_event(self, env: events_pb2.EventEnvelope) -> bool:
-        """Apply an order event (consumer thread): release or confirm its reservation; True if events were added."""
-        reason = domain.release_reason(env.type)
-        if reason is None and env.type != domain.ORDER_CONFIRMS:
-            return False
-        order = events_pb2.OrderChanged()
-        events.unpack(env, order)
-        if not order.reservation_id:
-            raise errors.PermanentEventError(f"{env.type}: reservation_id is empty")
+    def _ends(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """The end of each partition of a request topic; none taken yet when the topic does not exist."""
+        return self._topics.end_offsets(topic, partitions) if self._topics.exists(topic) else {}
+
+    def release(self, event_id: str, reservation_id: str, reason: str) -> bool:
+        """Give a reservation's stock back to its partition and its buyer, once per order event (consumer thread);
+        True when a stock.released event was added."""
         now = self._clock()
 
         def work(tx: database.Tx) -> bool:
-            if not outbox.first_time(tx, env.event_id):
+            if not outbox.first_time(tx, event_id):
                 return False
-            if reason is None:
-                repository.mark_confirmed(tx, order.reservation_id, now)
-                return False
-            released = release_stock(tx, order.reservation_id, reason, now)
+            released = release_stock(tx, reservation_id, reason, now)
             if released is None:
                 return False
             outbox.add(tx, topics.SALES, messages.stock_released(released))
             log.info(
                 "stock released",
-                extra={"sale_id": released.sale.sale_id, "reservation_id": released.reservation_id, "reason": reason},
+                extra={"sale_id": released.sale.sale_id, "reservation_id": reservation_id, "reason": reason},
             )
             return True
 
         return self._db.run_sync(work)
 
+    def confirm(self, event_id: str, reservation_id: str) -> None:
+        """Mark a reservation confirmed (its order was paid), once per order event (consumer thread)."""
+        now = self._clock()
 
-def decide_purchase(
-    tx: database.Tx, request: domain.PurchaseRequest, now: int, reservation_id: str
-) -> domain.PurchaseResult:
-    """The purchase path in one transaction: claim the request id, then window, limit and stock."""
-    sale = repository.get_sale(tx, request.sale_id)
-    if sale is None:
-        raise errors.NotFound("no such sale", "sale_id")
-    domain.check_quantity(sale, request.quantity)
-    if not repository.claim_request(tx, request, now):
-        existing = repository.get_decision(tx, request.request_id)
-        if existing is None:
-            raise errors.TemporaryError(f"request {request.request_id} is being decided; retry")
-        domain.check_retry(existing, request)
-        return domain.PurchaseResult(existing, sale, sale.remaining, first_time=False)
-    outcome = domain.window_outcome(sale, now)
-    left: int | None = None
-    if outcome is None:
-        bought = repository.add_to_counter(tx, sale.sale_id, request.user_id, request.quantity, sale.per_user_limit)
-        if bought is None:
-            outcome = domain.Outcome.LIMIT_EXCEEDED
-        else:
-            left = repository.take_stock(tx, sale.sale_id, request.quantity)
-            if left is None:
-                repository.take_from_counter(tx, sale.sale_id, request.user_id, request.quantity)
-                outcome = domain.Outcome.SOLD_OUT
-            else:
-                outcome = domain.Outcome.ACCEPTED
-    decision = domain.Decision(
-        request_id=request.request_id,
-        sale_id=sale.sale_id,
-        user_id=request.user_id,
-        quantity=request.quantity,
-        outcome=outcome,
-        reservation_id=reservation_id if outcome.accepted else "",
-        decided_at=now,
-    )
-    repository.record_decision(tx, decision)
-    if outcome.accepted:
-        repository.insert_reservation(tx, decision)
-    result = domain.PurchaseResult(
-        decision,
-        sale,
-        left if left is not None else repository.remaining(tx, sale.sale_id),
-        first_time=True,
-    )
-    outbox.add(tx, topics.SALES, messages.purchases_decided(sale, [decision], result.remaining))
-    return result
+        def work(tx: database.Tx) -> None:
+            if outbox.first_time(tx, event_id):
+                reservation_store.mark_confirmed(tx, reservation_id, now)
+
+        self._db.run_sync(work)
 
 
 def release_stock(tx: database.Tx, reservation_id: str, reason: str, now: int) -> domain.Release | None:
-    """Give a still-reserved reservation's stock back to its sale and its buyer; None when nothing to do."""
-    held = repository.mark_released(tx, reservation_id, reason, now)
+    """Give a still-reserved reservation's stock back to its partition and its buyer; None when nothing to do.
+
+    The partition row before the user's counter: the order a round locks them in (no deadlock with it)."""
+    held = reservation_store.mark_released(tx, reservation_id, reason, now)
     if held is None:
         return None
     sale_id, user_id, quantity, partition = held
-    if partition >= 0:  # a reservation of the partitioned pipeline: back to its partition
-        # the partition row before the user's counter, the order a round locks them in (no deadlock with it)
-        ledger_repository.give_back(tx, sale_id, partition, quantity)
-        repository.take_from_counter(tx, sale_id, user_id, quantity)
-        left = ledger_repository.total_remaining(tx, sale_id)
-    else:
-        repository.take_from_counter(tx, sale_id, user_id, quantity)
-        left = repository.give_stock(tx, sale_id, quantity)
-    sale = repository.get_sale(tx, sale_id)
+    stock_store.give_back(tx, sale_id, partition, quantity)
+    reservation_store.take_from_counter(tx, sale_id, user_id, quantity)
+    sale = sale_store.get(tx, sale_id)
     if sale is None:
         raise LookupError(f"sale {sale_id} vanished")
-    return domain.Release(sale=sale, reservation_id=reservation_id, quantity=quantity, reason=reason, remaining=left)
+    return domain.Release(sale, reservation_id, quantity, reason, sale.remaining)

@@ -1,10 +1,14 @@
 """The sales worker: the single writer of each request-topic partition it is assigned.
 
-It decides each partition's requests in log order, in batches; the batches of every partition ready at once
-are decided in one database transaction (one commit and fsync) that also stores each partition's next offset.
-On assignment it seeks to the stored offset, so a crash replays to the same decisions. Decisions are published
-after the commit without holding up the next round; a failed publication, or one cut short by a crash, is
-published again from the stored published offset.
+It reads every sale's request topic in one consumer group, gathers each partition's records into batches and
+hands the batches ready at once to a round (`rounds`), which decides and stores them in one transaction with each
+partition's next offset. On assignment it seeks to the stored offset, so a crash replays to the same decisions.
+Committed rounds go to the `publisher`; a failed publication, or one cut short by a crash, is published again
+from the stored published offset.
+
+Who owns what: everything here (the assignment, the batches, each partition's offsets) belongs to the worker's
+thread; Kafka calls the rebalance callbacks in that same thread, inside poll/consume. The publisher's callbacks
+only queue acknowledgements, which this thread applies at the top of each loop.
 """
 
 from __future__ import annotations
@@ -19,21 +23,17 @@ from typing import TypeVar
 
 import confluent_kafka
 
-from flashsale.common import backoff, database, errors, kafka, timeutil, topics
-from flashsale.sales import domain, ledger, ledger_repository, messages, records, repository, rounds
+from flashsale.common import backoff, database, errors, kafka, topics
+from flashsale.sales import domain, ledger, offset_store, publisher, records, rounds, sale_store
 
 log = logging.getLogger(__name__)
 
 GROUP = "flashsale-sales-workers"
-Decided = Callable[[list[domain.Decision]], None]
 _T = TypeVar("_T")
 # A partition's messages wait for more (one transaction and fsync for more requests) while the consumer has more
 # buffered, up to batch_max, or until the linger passed once nothing more is buffered; never longer than this past it.
 _MAX_HOLD_S = 0.1
-# Decisions per purchases.decided event at most: with ids of up to 64 characters an event stays below 400 kB.
-_EVENT_DECISIONS = 2000
-# A committed batch and the state of its partition, whose offsets advance as it is published.
-_Publishing = tuple["_Assigned", rounds.Decided]
+_SETTLE_S = 5.0  # at most this long a revocation waits for Kafka's answers about decisions in flight
 
 
 @dataclasses.dataclass
@@ -63,20 +63,20 @@ class SalesWorker:
         db: database.Database,
         bootstrap: str,
         producer: kafka.EventProducer,
-        on_decided: Decided,
+        on_decided: publisher.Decided,
         batch_max: int = 5000,
         group: str = GROUP,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         linger_s: float = 0.003,
     ) -> None:
         self._db = db
-        self._producer = producer
-        self._on_decided = on_decided
         self._batch_max = batch_max
         self._linger = linger_s
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._pending: dict[rounds.Key, _Pending] = {}
+        self._assigned: dict[rounds.Key, _Assigned] = {}
         self.assigned = threading.Event()  # set once the worker holds partitions (it is warm)
-        self._clock = clock
+        self._rounds = rounds.Rounds(db, clock)
+        self._publisher: publisher.Publisher[_Assigned] = publisher.Publisher(db, producer, on_decided, clock)
         self._consumer = confluent_kafka.Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -89,8 +89,6 @@ class SalesWorker:
                 "fetch.wait.max.ms": 20,
             }
         )
-        self._assigned: dict[tuple[str, int], _Assigned] = {}
-        self._rounds = rounds.Rounds(db, clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sales-worker", daemon=True)
 
@@ -120,12 +118,11 @@ class SalesWorker:
             sale_id = topics.sale_of_topic(tp.topic)
             decided, published = self._until_done(
                 functools.partial(
-                    self._db.run_sync,
-                    functools.partial(ledger_repository.offsets, topic=tp.topic, partition=tp.partition),
+                    self._db.run_sync, functools.partial(offset_store.of, topic=tp.topic, partition=tp.partition)
                 )
             )
             sale = self._until_done(
-                functools.partial(self._db.run_sync, functools.partial(repository.get_sale, sale_id=sale_id))
+                functools.partial(self._db.run_sync, functools.partial(sale_store.get, sale_id=sale_id))
             )
             tp.offset = decided
             if sale is None:
@@ -151,14 +148,25 @@ class SalesWorker:
             time.sleep(delays.next())
 
     def _on_revoke(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
+        # what Kafka acknowledged is stored as published, so the next owner does not publish it again
+        self._publisher.settle(_SETTLE_S)
+        self._apply_acks()
+        published = []
         for tp in parts:
-            self._assigned.pop((tp.topic, tp.partition), None)
+            state = self._assigned.pop((tp.topic, tp.partition), None)
             self._pending.pop((tp.topic, tp.partition), None)  # undecided: the next owner reads them again
+            if state is not None and not state.republish:
+                published.append((tp.topic, tp.partition, state.published))
+        try:
+            self._db.run_sync(functools.partial(_mark_published, published))
+        except errors.TemporaryError as exc:  # the next owner publishes those decisions again: no harm
+            log.warning("published offsets not stored at revocation", extra={"reason": str(exc)})
         consumer.unassign()
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self._apply_acks()
                 self._republish_failed()
                 wait = 0.05 if not self._pending else max(0.0, self._next_due() - time.monotonic())
                 msgs = self._fetch(min(wait, 0.05))
@@ -201,7 +209,7 @@ class SalesWorker:
     def _next_due(self) -> float:
         return min(held.due for held in self._pending.values())
 
-    def _decide_round(self, ready: dict[tuple[str, int], _Pending]) -> None:
+    def _decide_round(self, ready: dict[rounds.Key, _Pending]) -> None:
         """Decide the ready batches of every partition in one transaction, then publish them."""
         batches = {
             key: rounds.Ready(state.sale, state.published, tuple(held.offsets), tuple(held.requests))
@@ -209,75 +217,35 @@ class SalesWorker:
             if (state := self._assigned.get(key)) is not None
         }
         while batches:
-            try:
-                decided = self._rounds.decide(batches, self._stop)
+            result = self._rounds.decide(batches, self._stop)
+            if not isinstance(result, rounds.Gap):
                 break
-            except rounds.Gap as gap:  # read that partition again from its stored offset; decide the others
-                topic, partition = gap.key
-                log.warning("re-reading a partition", extra={"topic": topic, "partition": partition, "gap": str(gap)})
-                del batches[gap.key]
-                self._pending.pop(gap.key, None)
-                self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, gap.expected))
+            topic, partition = result.key  # read that partition again from its stored offset; decide the others
+            log.warning("re-reading a partition", extra={"topic": topic, "partition": partition, "at": result.expected})
+            del batches[result.key]
+            self._pending.pop(result.key, None)
+            self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, result.expected))
         else:
             return
-        if decided is None:
+        if result is None:
             return  # stopping undecided (nothing was stored: the next owner starts from the stored offsets)
-        published = []
-        for batch in decided:
+        committed = []
+        for batch in result.batches:
             state = self._assigned[(batch.topic, batch.partition)]
             state.sale = batch.sale
-            published.append((state, batch))
-        self._publish_round(published)
-
-    def _events(self, batch: rounds.Decided) -> list[tuple[str, str, bytes]]:
-        """purchases.decided events of a batch (one per _EVENT_DECISIONS decisions, so an event stays well below
-        Kafka's message size limit)."""
-        occurred = timeutil.to_timestamp(self._clock())
-        items = []
-        made = batch.made
-        for part, first in enumerate(range(0, len(made), _EVENT_DECISIONS)):
-            event_id = messages.batch_event_id(batch.topic, batch.partition, batch.start, batch.end, part)
-            env = messages.purchases_decided(
-                batch.sale, made[first : first + _EVENT_DECISIONS], batch.left, event_id, occurred
-            )
-            items.append((topics.SALES, env.key, env.SerializeToString()))
-        return items
-
-    def _publish_round(self, batches: list[_Publishing]) -> None:
-        """Send a committed round's events without waiting; once Kafka acknowledged them all, the partitions'
-        published offsets advance and the decisions are handed over (a failure marks them for re-publishing)."""
-        for state, batch in batches:
             state.decided = max(state.decided, batch.end)
-        items = [item for _, batch in batches for item in self._events(batch)]
-        if not items:
-            self._acknowledged(batches)
-            return
-        left = [len(items)]
-        failed: list[confluent_kafka.KafkaError] = []
-        lock = threading.Lock()
+            committed.append((state, batch))
+        self._publisher.publish(committed)
 
-        def on_done(err: confluent_kafka.KafkaError | None) -> None:  # in the producer's thread
-            with lock:
-                if err is not None:
-                    failed.append(err)
-                left[0] -= 1
-                if left[0]:
-                    return
-            if failed:
-                log.warning("publishing decisions failed; publishing again", extra={"reason": str(failed[0])})
-                for state, _ in batches:
-                    state.republish = True
-            else:
-                self._acknowledged(batches)
-
-        for topic, key, value in items:
-            self._producer.produce(topic, key, value, on_done)
-
-    def _acknowledged(self, batches: list[_Publishing]) -> None:
-        for state, batch in batches:
-            if not state.republish:  # published only advances over what was acknowledged, in order
-                state.published = max(state.published, batch.end)
-        self._on_decided([d for _, batch in batches for d in (*batch.made, *batch.earlier)])
+    def _apply_acks(self) -> None:
+        """What Kafka acknowledged advances each partition's published offset, in order; a failure marks the
+        partition for publishing again from there."""
+        for ack in self._publisher.acknowledged():
+            state = ack.owner
+            if not ack.ok:
+                state.republish = True
+            elif not state.republish:  # published only advances over what was acknowledged, in order
+                state.published = max(state.published, ack.end)
 
     def _republish_failed(self) -> None:
         for (topic, partition), state in list(self._assigned.items()):
@@ -289,24 +257,16 @@ class SalesWorker:
                     self._stop.wait(0.5)
 
     def _republish(self, state: _Assigned, topic: str, partition: int) -> None:
-        """Publish the decisions of [published, decided) again and wait for Kafka; record the published offset."""
-        sale, start, end = state.sale, state.published, state.decided
-        rows = self._db.run_sync(
-            lambda tx: ledger_repository.decisions_between(tx, sale.sale_id, partition, start, end)
-        )
-        left = self._db.run_sync(lambda tx: ledger_repository.total_remaining(tx, sale.sale_id))
-        made = [
-            domain.Decision(rid, sale.sale_id, user, qty, domain.Outcome(outcome), res, self._clock())
-            for rid, user, qty, outcome, res in rows
-        ]
-        self._producer.produce_all(
-            self._events(rounds.Decided(topic, partition, sale, tuple(made), (), left, start, end))
-        )
-        self._db.run_sync(lambda tx: ledger_repository.mark_published(tx, topic, partition, end))
+        """Publish the decisions of [published, decided) again; the partition's published offset reaches decided."""
+        end = state.decided
+        self._publisher.republish(state.sale, topic, partition, state.published, end)
         state.republish = False
         state.published = max(state.published, end)
-        self._on_decided(made)
-        log.info("re-published decisions", extra={"topic": topic, "partition": partition, "count": len(made)})
+
+
+def _mark_published(published: list[tuple[str, int, int]], tx: database.Tx) -> None:
+    for topic, partition, offset in published:
+        offset_store.mark_published(tx, topic, partition, offset)
 
 
 def _requests(msg: confluent_kafka.Message) -> list[ledger.Request]:

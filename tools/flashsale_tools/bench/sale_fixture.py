@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import math
 import time
 import uuid
@@ -20,7 +19,7 @@ import confluent_kafka.admin as kafka_admin
 import psycopg
 
 from flashsale.common import database, kafka, limits, outbox, topics
-from flashsale.sales import domain, pipeline, records, repository
+from flashsale.sales import domain, preparation, records, request_topics, sale_store, schema
 from flashsale_api.v1 import sales_pb2
 from flashsale_tools.bench import core
 
@@ -105,10 +104,11 @@ async def prepare(
     dsn = await asyncio.to_thread(env.fresh_database, prefix)
     db = await asyncio.to_thread(database.PostgresDatabase, dsn, SCHEMA, 2)
     producer = kafka.EventProducer(broker.bootstrap_servers, f"bench-{prefix}")
-    front = pipeline.Pipeline(db, producer, broker.bootstrap_servers, pipeline.Waiters(asyncio.get_running_loop()))
+    kafka_topics = request_topics.RequestTopics(broker.bootstrap_servers)
+    front = preparation.Preparation(db, kafka_topics)
     made: list[BenchSale] = []
     try:
-        await asyncio.to_thread(db.migrate, [outbox.MIGRATION, *repository.MIGRATIONS])
+        await asyncio.to_thread(db.migrate, [outbox.MIGRATION, *schema.MIGRATIONS])
         await asyncio.to_thread(kafka.ensure_topics, broker.bootstrap_servers, topics.ALL, partitions)
         for count in requests or (workload.purchases,):
             now = time.time_ns() // 1_000_000
@@ -122,8 +122,14 @@ async def prepare(
                 ends_at=now + 24 * _HOUR_MS,
                 remaining=workload.stock,
                 created_at=now,
+                partitions=partitions,
             )
-            await db.run(functools.partial(repository.insert_sale, sale=sale))
+
+            def create(tx: database.Tx, sale: domain.Sale = sale) -> None:
+                sale_store.insert(tx, sale)
+                preparation.split_new(tx, sale)
+
+            await db.run(create)
             await front.prepare(sale.sale_id, partitions, 0)
             made.append(
                 BenchSale(
@@ -137,7 +143,7 @@ async def prepare(
                 )
             )
     finally:
-        front.close()
+        kafka_topics.close()
         await asyncio.to_thread(producer.close)
         await asyncio.to_thread(db.close)
     return made

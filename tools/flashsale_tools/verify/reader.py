@@ -39,8 +39,10 @@ class _SalesRows:
 
 def _sales_rows(tx: database.Tx, sale_id: str) -> _SalesRows:
     row = tx.fetchone(
-        "SELECT sale_id, product_id, stock, per_user_limit, starts_at, ends_at, remaining,"
-        " COALESCE(partitions, 0), COALESCE(reserve, 0) FROM sales WHERE sale_id = ?",
+        "SELECT s.sale_id, s.product_id, s.stock, s.per_user_limit, s.starts_at, s.ends_at,"
+        " (SELECT COALESCE(SUM(p.remaining), 0) FROM sale_partitions p WHERE p.sale_id = s.sale_id)"
+        " + (SELECT COALESCE(SUM(q.remaining), 0) FROM sale_pools q WHERE q.sale_id = s.sale_id),"
+        " COALESCE(s.partitions, 0), COALESCE(s.reserve, 0) FROM sales s WHERE s.sale_id = ?",
         (sale_id,),
     )
     if row is None:

@@ -81,11 +81,8 @@ def router() -> fastapi.APIRouter:
             ends_at=mappers.to_timestamp(body.ends_at),
         )
         sale = await ctx.clients.sales.CreateSale(request, timeout=ctx.timeout)
-        if body.partitions:
-            prepare = sales_pb2.PrepareSaleRequest(
-                sale_id=sale.sale_id, partitions=body.partitions, reserve=body.reserve
-            )
-            await ctx.clients.sales.PrepareSale(prepare, timeout=ctx.timeout)
+        prepare = sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=body.partitions, reserve=body.reserve)
+        await ctx.clients.sales.PrepareSale(prepare, timeout=ctx.timeout)
         return mappers.sale(sale)
 
     @r.get("/v1/sales", dependencies=_PUBLIC)

@@ -1,0 +1,107 @@
+"""The sales' request topics in Kafka: created with P partitions and the broker's log-append time (the arrival
+time of a request), grown when a sale is split over more, and how far each partition's log reaches."""
+
+from __future__ import annotations
+
+import time
+
+import confluent_kafka
+import confluent_kafka.admin as kafka_admin
+
+from flashsale.common import errors
+
+CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
+class RequestTopics:
+    """Kafka's admin API and watermarks for request topics (blocking: call from a thread)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap})  # thread-safe, as librdkafka is
+        self._watermarks: confluent_kafka.Consumer | None = None
+        self._known: set[str] = set()  # topics seen to exist (a request topic is never deleted under a sale)
+
+    def exists(self, topic: str) -> bool:
+        """True when the topic exists (remembered once seen)."""
+        if topic not in self._known:
+            meta = self._admin.list_topics(topic, timeout=30).topics.get(topic)
+            if meta is not None and meta.error is None:
+                self._known.add(topic)
+        return topic in self._known
+
+    def ensure(self, topic: str, partitions: int) -> None:
+        """Create the topic with `partitions` partitions, or grow it to that many; FailedPrecondition when it has
+        more already (Kafka cannot take partitions away)."""
+        client = self._admin
+        meta = client.list_topics(timeout=30).topics.get(topic)
+        if meta is None:
+            new_topic = kafka_admin.NewTopic(  # type: ignore[attr-defined]
+                topic, num_partitions=partitions, replication_factor=1, config=CONFIG
+            )
+            for future in client.create_topics([new_topic], operation_timeout=30).values():
+                try:
+                    future.result()
+                except confluent_kafka.KafkaException as exc:
+                    if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise errors.TemporaryError(f"cannot create {topic}: {exc}") from exc
+            _wait_for_leaders(client, topic, partitions)
+            self._known.add(topic)
+            return
+        have = len(meta.partitions)
+        if have < partitions:
+            grow = kafka_admin.NewPartitions(topic, partitions)  # type: ignore[attr-defined]
+            for future in client.create_partitions([grow], operation_timeout=30).values():
+                future.result()
+        elif have > partitions:
+            raise errors.FailedPrecondition(f"the request topic has {have} partitions already", "partitions")
+        self._known.add(topic)
+
+    def holds_records(self, topic: str) -> bool:
+        """True when the topic exists and a record was ever appended to it."""
+        if not self.exists(topic):
+            return False
+        meta = self._admin.list_topics(topic, timeout=30).topics[topic]
+        return any(self.end_offsets(topic, sorted(meta.partitions)).values())
+
+    def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """The offset after the last record of each partition."""
+        if self._watermarks is None:
+            self._watermarks = confluent_kafka.Consumer(
+                {"bootstrap.servers": self._bootstrap, "group.id": "flashsale-sales-stats", "enable.auto.commit": False}
+            )
+        ends = {}
+        for p in partitions:
+            for attempt in range(20):
+                try:
+                    _, high = self._watermarks.get_watermark_offsets(
+                        confluent_kafka.TopicPartition(topic, p), timeout=10
+                    )
+                    ends[p] = int(high)
+                    break
+                except confluent_kafka.KafkaException as exc:  # e.g. a leader being elected
+                    if attempt == 19:
+                        raise errors.TemporaryError(f"cannot read the end of {topic}[{p}]: {exc}") from exc
+                    time.sleep(0.1)
+        return ends
+
+    def close(self) -> None:
+        """Release the Kafka client used for watermarks."""
+        if self._watermarks is not None:
+            self._watermarks.close()
+
+
+def _wait_for_leaders(client: kafka_admin.AdminClient, topic: str, partitions: int, within_s: float = 30.0) -> None:
+    """Wait until every partition of a new topic has a leader (its offsets can be read and written)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        meta = client.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            meta is not None
+            and meta.error is None
+            and len(meta.partitions) >= partitions
+            and all(p.leader >= 0 and p.error is None for p in meta.partitions.values())
+        ):
+            return
+        time.sleep(0.05)
+    raise errors.TemporaryError(f"{topic} has no leader for every partition after {within_s}s")

@@ -1,0 +1,101 @@
+"""The sales service's tables, in one place: the migrations that build them, applied in order (never edit an
+applied one; append a new script).
+
+| table | owned by |
+| --- | --- |
+| sales | sale_store |
+| sale_partitions, sale_pools | stock_store |
+| decisions | decision_store |
+| reservations, user_counters | reservation_store |
+| partition_offsets | offset_store |
+"""
+
+MIGRATIONS = [
+    """
+CREATE TABLE sales (
+  sale_id TEXT PRIMARY KEY,
+  product_id TEXT NOT NULL,
+  price_cents BIGINT NOT NULL,
+  stock BIGINT NOT NULL,
+  per_user_limit INTEGER NOT NULL,
+  starts_at BIGINT NOT NULL,
+  ends_at BIGINT NOT NULL,
+  remaining BIGINT NOT NULL CHECK (remaining >= 0 AND remaining <= stock),
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX sales_by_product ON sales (product_id, created_at);
+CREATE TABLE decisions (
+  request_id TEXT PRIMARY KEY,
+  sale_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  quantity INTEGER NOT NULL,
+  outcome TEXT NOT NULL,
+  reservation_id TEXT NOT NULL DEFAULT '',
+  decided_at BIGINT NOT NULL
+);
+CREATE INDEX decisions_by_sale ON decisions (sale_id, outcome);
+CREATE TABLE user_counters (
+  sale_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  qty INTEGER NOT NULL CHECK (qty >= 0),
+  PRIMARY KEY (sale_id, user_id)
+);
+CREATE TABLE reservations (
+  reservation_id TEXT PRIMARY KEY,
+  request_id TEXT NOT NULL UNIQUE,
+  sale_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  quantity INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  release_reason TEXT NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX reservations_by_sale ON reservations (sale_id, status)
+""",
+    """
+ALTER TABLE sales ADD COLUMN partitions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sales ADD COLUMN reserve BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN partition INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE decisions ADD COLUMN log_offset BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE decisions ADD COLUMN arrived_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE reservations ADD COLUMN partition INTEGER NOT NULL DEFAULT -1;
+CREATE INDEX decisions_by_log ON decisions (sale_id, partition, log_offset);
+CREATE TABLE sale_partitions (
+  sale_id TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  stock BIGINT NOT NULL,
+  remaining BIGINT NOT NULL CHECK (remaining >= 0),
+  decided BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (sale_id, partition)
+);
+CREATE TABLE sale_pools (
+  sale_id TEXT PRIMARY KEY,
+  stock BIGINT NOT NULL,
+  remaining BIGINT NOT NULL CHECK (remaining >= 0)
+);
+CREATE TABLE partition_offsets (
+  topic TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  next_offset BIGINT NOT NULL,
+  published_offset BIGINT NOT NULL,
+  PRIMARY KEY (topic, partition)
+)
+""",
+    # every query by sale uses decisions_by_log's (sale_id, …) prefix; one index less to update per decision
+    "DROP INDEX decisions_by_sale",
+    # one purchase engine: every sale is decided by the pipeline. A sale never prepared (decided one request at a
+    # time before) becomes a sale of one partition holding what it had; its decisions and reservations belong to
+    # that partition. Claims of that path never outlived their transaction; none is left to move.
+    """
+INSERT INTO sale_partitions (sale_id, partition, stock, remaining, decided)
+  SELECT s.sale_id, 0, s.stock, s.remaining, (SELECT COUNT(*) FROM decisions d WHERE d.sale_id = s.sale_id)
+  FROM sales s WHERE s.partitions = 0;
+INSERT INTO sale_pools (sale_id, stock, remaining) SELECT sale_id, 0, 0 FROM sales WHERE partitions = 0;
+UPDATE decisions SET partition = 0 WHERE partition = -1;
+UPDATE reservations SET partition = 0 WHERE partition = -1;
+DELETE FROM decisions WHERE outcome = 'pending';
+UPDATE sales SET partitions = 1 WHERE partitions = 0;
+ALTER TABLE sales DROP COLUMN remaining
+""",
+]
