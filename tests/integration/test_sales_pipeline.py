@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 
 import grpc
@@ -228,7 +229,6 @@ async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None
     async with running(backend_settings) as p:
         prepared = await p.sales.CreateSale(sale_request(p.product_id, stock=5, per_user_limit=1))
         await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=prepared.sale_id, partitions=2))
-        plain = await p.sales.CreateSale(sale_request(p.product_id, stock=5))
         good = buy(prepared.sale_id, "ann")
         await refused(
             p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[good, buy(prepared.sale_id, "bob", 0)])),
@@ -241,9 +241,9 @@ async def test_bad_batches_are_refused_whole(backend_settings: Settings) -> None
             "requests[1].quantity",
         )
         await refused(
-            p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[buy(plain.sale_id, "cid")])),
-            grpc.StatusCode.FAILED_PRECONDITION,
-            "requests[0].sale_id",
+            p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest(requests=[good, buy(uuid.uuid4().hex, "cid")])),
+            grpc.StatusCode.NOT_FOUND,
+            "requests[1].sale_id",
         )
         await refused(
             p.sales.PurchaseBatch(sales_pb2.PurchaseBatchRequest()), grpc.StatusCode.INVALID_ARGUMENT, "requests"

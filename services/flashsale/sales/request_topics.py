@@ -25,7 +25,8 @@ class RequestTopics:
     def exists(self, topic: str) -> bool:
         """True when the topic exists (remembered once seen)."""
         if topic not in self._known:
-            meta = self._admin.list_topics(topic, timeout=30).topics.get(topic)
+            # all topics' metadata: asking for this one by name would let a broker that auto-creates topics make it
+            meta = self._admin.list_topics(timeout=30).topics.get(topic)
             if meta is not None and meta.error is None:
                 self._known.add(topic)
         return topic in self._known
@@ -61,7 +62,7 @@ class RequestTopics:
         """True when the topic exists and a record was ever appended to it."""
         if not self.exists(topic):
             return False
-        meta = self._admin.list_topics(topic, timeout=30).topics[topic]
+        meta = self._admin.list_topics(timeout=30).topics[topic]
         return any(self.end_offsets(topic, sorted(meta.partitions)).values())
 
     def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:

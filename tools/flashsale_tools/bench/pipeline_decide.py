@@ -99,7 +99,7 @@ async def run(workload: core.Workload, env: core.BenchEnv, batch_max: int = 5000
     oversold = found.oversold(sale, workload)
     steady = timed.elapsed_s - timed.first_s
     return core.ModeResult(
-        # a sale's workers are warm before it starts (DESIGN §3.1): the rate counts from partition assignment
+        # a sale's workers are warm before it starts (scaled up before it): the rate counts from partition assignment
         rate_per_s=workload.purchases / timed.warm_s,
         p99_ms=None,
         oversold=oversold,

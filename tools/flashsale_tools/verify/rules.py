@@ -1,4 +1,4 @@
-"""The invariants of the purchase path (DESIGN.md §3, docs/pipeline.md) as pure functions of a snapshot.
+"""The invariants of the purchase path (docs/pipeline.md) as pure functions of a snapshot.
 
 Each rule returns a `Violation` whose `count` is 0 when the invariant holds. A rule that cannot be judged
 on the snapshot (the sale is still running, orders are still being made) is returned with `applied=False`.
