@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 import uuid
-
-import psycopg
 
 from flashsale.common import database, errors, outbox, timeutil, topics, validation
 from flashsale.user import domain, messages, passwords, repository, tokens
@@ -73,7 +70,7 @@ class UserService:
 
         try:
             await self._db.run(work)
-        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation):
+        except database.Conflict:
             # A concurrent registration of the same e-mail won the race.
             raise errors.AlreadyExists("is registered already", "email") from None
         self._relay.notify()
