@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from flashsale.common import errors, events, topics
-from flashsale.notification import consumers, delivery, domain, live
+from flashsale.notification import consumers, delivery, domain, live, messages
 from flashsale_api.v1 import events_pb2
 
 CONTACT = domain.Contact("u1", "ann@example.com", "+15551234567")
@@ -84,7 +84,7 @@ def _decided(batch: events_pb2.PurchasesDecided) -> events_pb2.EventEnvelope:
 
 
 def test_one_purchase_notice_per_decision_to_its_shopper() -> None:
-    notes = [incoming.notification for incoming in consumers.interpret(_decided(_batch()))]
+    notes = [incoming.notification for incoming in messages.interpret(_decided(_batch()))]
     assert [(n.notification_id, n.user_id, n.kind, n.title) for n in notes] == [
         ("decision-r1", "ann", "purchase.decided", "Purchase rejected"),
         ("decision-r2", "bob", "purchase.decided", "Purchase accepted"),
@@ -100,11 +100,11 @@ def test_unusable_decisions_are_permanent_errors() -> None:
     short = _batch()
     del short.reasons[-1]
     with pytest.raises(errors.PermanentEventError, match="different lengths"):
-        consumers.interpret(_decided(short))
+        messages.interpret(_decided(short))
     bad_user = _batch()
     bad_user.user_ids[1] = "bad id!"
     with pytest.raises(errors.PermanentEventError, match="user_id"):
-        consumers.interpret(_decided(bad_user))
+        messages.interpret(_decided(bad_user))
 
 
 def test_live_handler_publishes_each_decision_and_never_the_verification() -> None:

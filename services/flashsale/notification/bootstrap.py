@@ -24,15 +24,16 @@ def build(settings: settings_mod.Settings) -> grpc_server.GrpcService:
     rt.server.add_background(hub.run)
     sms = delivery.SmsSender(settings.sms_url) if settings.sms_url else None
     email = delivery.EmailSender(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
-    handler = consumers.DeliveryHandler(rt.db, email, sms, settings.delivery_attempts, settings.delivery_backoff_s)
-    rt.consume(SUBSCRIPTIONS, handler, group=GROUP)
+    channels = delivery.Channels(email, sms, settings.delivery_attempts, settings.delivery_backoff_s)
+    notifications = service.NotificationService(rt.db, hub, channels)
+    rt.consume(SUBSCRIPTIONS, consumers.deliveries(notifications), group=GROUP)
     rt.consume(
         SUBSCRIPTIONS,
-        consumers.LiveHandler(hub.publish_threadsafe),
+        consumers.LiveHandler(notifications.publish_live),
         group=f"{GROUP}-live-{uuid.uuid4().hex}",
         offset_reset="latest",
     )
-    servicer = grpc_api.NotificationServicer(service.NotificationService(rt.db, hub))
+    servicer = grpc_api.NotificationServicer(notifications)
     rt.server.register(lambda server: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, server))
     return rt.server
 

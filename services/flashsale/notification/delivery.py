@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import email.message
+import logging
 import smtplib
+import time
 from collections.abc import Callable
 
 import httpx
 
+from flashsale.common import timeutil
 from flashsale.notification import domain
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryError(Exception):
@@ -71,3 +76,61 @@ def deliver(
         if attempt < attempts:
             sleep(delays[attempt - 1])
     return domain.Outcome("failed", attempts, last_error)
+
+
+class Channels:
+    """The e-mail sender and, when configured, the SMS sender, with the retry schedule of every delivery."""
+
+    def __init__(
+        self,
+        email: EmailSender,
+        sms: SmsSender | None,
+        attempts: int,
+        first_backoff_s: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._email = email
+        self._sms = sms
+        self._attempts = attempts
+        self._first_backoff_s = first_backoff_s
+        self._sleep = sleep
+
+    @property
+    def sms_configured(self) -> bool:
+        """Whether SMS can be sent (an SMS provider is configured)."""
+        return self._sms is not None
+
+    def send(
+        self, channel: domain.Channel, note: domain.Notification, contact: domain.Contact | None
+    ) -> domain.Delivery:
+        """Send a notification on one channel, retrying with backoff (blocking); the record of how it ended."""
+        assert contact is not None  # channels() chose none without a contact
+        if channel == "email":
+
+            def send() -> None:
+                self._email.send(contact.email, note.title, note.body)
+
+        else:
+            sms = self._sms
+            assert sms is not None  # channels() chose no SMS without a provider
+
+            def send() -> None:
+                sms.send(contact.phone, domain.sms_text(note))
+
+        outcome = deliver(send, self._attempts, self._first_backoff_s, self._sleep)
+        fields = {"notification_id": note.notification_id, "channel": channel, "kind": note.kind}
+        if outcome.status == "sent":
+            log.info("notification sent", extra={**fields, "attempts": outcome.attempts})
+        else:
+            log.warning(
+                "notification failed", extra={**fields, "attempts": outcome.attempts, "error": outcome.last_error}
+            )
+        return domain.Delivery(
+            notification_id=note.notification_id,
+            user_id=note.user_id,
+            channel=channel,
+            status=outcome.status,
+            attempts=outcome.attempts,
+            last_error=outcome.last_error,
+            updated_at_ms=timeutil.now_ms(),
+        )

@@ -15,6 +15,7 @@ Status = Literal["sent", "failed"]
 PURCHASE_DECIDED = "purchase.decided"  # one decision, as a shopper sees it (a purchases.decided event holds many)
 ORDER_KINDS = frozenset({topics.ORDER_CREATED, topics.ORDER_PAID, topics.ORDER_EXPIRED, topics.ORDER_CANCELLED})
 LIVE_KINDS = frozenset({topics.USER_VERIFIED, PURCHASE_DECIDED, *ORDER_KINDS})
+DELIVERED_KINDS = frozenset({topics.USER_REGISTERED, *ORDER_KINDS})  # sent by e-mail or SMS and recorded
 VERIFICATION_SUBJECT = "Verify your Flashsale account"
 SMS_MAX = 160
 ERROR_MAX = 500
@@ -57,6 +58,14 @@ class Notification:
     body: str
     data: Mapping[str, str]
     created_at_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Incoming:
+    """An event read as a notification, with the contact it carries (user.registered only)."""
+
+    notification: Notification
+    contact: Contact | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +213,12 @@ def sms_text(notification: Notification) -> str:
 def is_live(kind: str) -> bool:
     """Whether a notification kind goes to live streams (the verification e-mail never does: it holds a secret)."""
     return kind in LIVE_KINDS
+
+
+def is_delivered(kind: str) -> bool:
+    """Whether a notification kind is sent by e-mail or SMS (and its deliveries recorded): the verification and the
+    order notices; the others only go to live streams."""
+    return kind in DELIVERED_KINDS
 
 
 def channels(kind: str, prefs: Preferences, contact: Contact | None, sms_configured: bool) -> tuple[Channel, ...]:

@@ -7,45 +7,12 @@ from typing import Any
 
 import grpc
 
-from flashsale.common import timeutil
-from flashsale.notification import domain, service
+from flashsale.notification import messages, service
 from flashsale_api.v1 import notification_pb2, notification_pb2_grpc
 
 SERVICE_NAME = notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def notification_message(note: domain.Notification) -> notification_pb2.Notification:
-    """A notification as protobuf."""
-    return notification_pb2.Notification(
-        notification_id=note.notification_id,
-        user_id=note.user_id,
-        kind=note.kind,
-        title=note.title,
-        body=note.body,
-        data=dict(note.data),
-        created_at=timeutil.to_timestamp(note.created_at_ms),
-    )
-
-
-def preferences_message(prefs: domain.Preferences) -> notification_pb2.Preferences:
-    """Preferences as protobuf."""
-    return notification_pb2.Preferences(
-        user_id=prefs.user_id, email_enabled=prefs.email_enabled, sms_enabled=prefs.sms_enabled
-    )
-
-
-def delivery_message(item: domain.Delivery) -> notification_pb2.Delivery:
-    """A delivery record as protobuf."""
-    return notification_pb2.Delivery(
-        notification_id=item.notification_id,
-        channel=item.channel,
-        status=item.status,
-        attempts=item.attempts,
-        last_error=item.last_error,
-        updated_at=timeutil.to_timestamp(item.updated_at_ms),
-    )
 
 
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
@@ -62,7 +29,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         try:
             await context.send_initial_metadata(())
             async for note in self._notifications.stream(sub):
-                yield notification_message(note)
+                yield messages.notification(note)
         finally:
             self._notifications.close_subscription(sub)
 
@@ -70,18 +37,18 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         self, request: notification_pb2.GetPreferencesRequest, context: Context
     ) -> notification_pb2.Preferences:
         """A user's channel preferences."""
-        return preferences_message(await self._notifications.get_preferences(request.user_id))
+        return messages.preferences(await self._notifications.get_preferences(request.user_id))
 
     async def SetPreferences(
         self, request: notification_pb2.Preferences, context: Context
     ) -> notification_pb2.Preferences:
         """Replace a user's channel preferences."""
         prefs = await self._notifications.set_preferences(request.user_id, request.email_enabled, request.sms_enabled)
-        return preferences_message(prefs)
+        return messages.preferences(prefs)
 
     async def ListDeliveries(
         self, request: notification_pb2.ListDeliveriesRequest, context: Context
     ) -> notification_pb2.ListDeliveriesResponse:
         """Every delivery of a user, failed ones included."""
         items = await self._notifications.list_deliveries(request.user_id)
-        return notification_pb2.ListDeliveriesResponse(deliveries=[delivery_message(i) for i in items])
+        return notification_pb2.ListDeliveriesResponse(deliveries=[messages.delivery(i) for i in items])

@@ -1,19 +1,65 @@
-"""Notification application service: preferences, delivery history and live subscriptions."""
+"""Notification application service: deliveries by e-mail and SMS, preferences, delivery history and live
+subscriptions."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import AsyncIterator
 
-from flashsale.common import database, errors, timeutil, validation
-from flashsale.notification import domain, live, repository
+from flashsale.common import database, errors, outbox, timeutil, validation
+from flashsale.notification import delivery, domain, live, repository
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    contact: domain.Contact | None
+    channels: tuple[domain.Channel, ...]
 
 
 class NotificationService:
-    """What the gRPC API offers; deliveries themselves happen in the consumers."""
+    """What the gRPC API and the consumers offer: sending and recording deliveries, preferences, live streams."""
 
-    def __init__(self, db: database.Database, hub: live.Hub) -> None:
+    def __init__(self, db: database.Database, hub: live.Hub, channels: delivery.Channels) -> None:
         self._db = db
         self._hub = hub
+        self._channels = channels
+
+    def deliver(self, incoming: domain.Incoming) -> None:
+        """Send a notification on the channels its kind and its user's preferences call for and record every
+        delivery, once per notification id (consumer thread: blocks while sending); other kinds are only live."""
+        note = incoming.notification
+        if not domain.is_delivered(note.kind):
+            return
+        plan = self._db.run_sync(lambda tx: self._plan(tx, incoming))
+        if plan is None:
+            log.info("notification already handled", extra={"notification_id": note.notification_id, "kind": note.kind})
+            return
+        deliveries = [self._channels.send(channel, note, plan.contact) for channel in plan.channels]
+
+        def record(tx: database.Tx) -> None:
+            if outbox.first_time(tx, note.notification_id):
+                repository.record_deliveries(tx, deliveries)
+
+        self._db.run_sync(record)
+
+    def _plan(self, tx: database.Tx, incoming: domain.Incoming) -> _Plan | None:
+        """The contact and channels of a notification not handled yet (saving the contact it carries), else None."""
+        if outbox.processed(tx, incoming.notification.notification_id):
+            return None
+        user_id = incoming.notification.user_id
+        if incoming.contact is not None:
+            repository.save_contact(tx, incoming.contact, timeutil.now_ms())
+        contact = repository.get_contact(tx, user_id)
+        prefs = repository.get_preferences(tx, user_id)
+        chosen = domain.channels(incoming.notification.kind, prefs, contact, self._channels.sms_configured)
+        return _Plan(contact, chosen)
+
+    def publish_live(self, note: domain.Notification) -> None:
+        """Hand a notification to the live subscribers of this replica (from any thread: the consumer's)."""
+        self._hub.publish_threadsafe(note)
 
     async def get_preferences(self, user_id: str) -> domain.Preferences:
         """A user's preferences (the defaults when never set)."""

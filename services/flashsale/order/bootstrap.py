@@ -23,7 +23,7 @@ def build(config: settings.Settings, provider: payment.PaymentProvider | None = 
     def notify_from_thread() -> None:
         loop.call_soon_threadsafe(rt.relay.notify)
 
-    rt.consume([topics.SALES], consumers.handler(rt.db, config.payment_window_s, notify_from_thread))
+    rt.consume([topics.SALES], consumers.handler(orders, config.payment_window_s, notify_from_thread))
     rt.server.add_background(lambda: orders.run_expiry(config.expiry_scan_s))
     return rt.server
 

@@ -6,30 +6,11 @@ from typing import Any
 
 import grpc
 
-from flashsale.common import timeutil, validation
-from flashsale.order import domain, service
+from flashsale.common import validation
+from flashsale.order import domain, messages, service
 from flashsale_api.v1 import order_pb2, order_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def to_proto(o: domain.Order) -> order_pb2.Order:
-    """An order as its protobuf message."""
-    return order_pb2.Order(
-        order_id=o.order_id,
-        reservation_id=o.reservation_id,
-        request_id=o.request_id,
-        user_id=o.user_id,
-        sale_id=o.sale_id,
-        product_id=o.product_id,
-        quantity=o.quantity,
-        amount_cents=o.amount_cents,
-        status=order_pb2.OrderStatus.Value(f"ORDER_STATUS_{o.status.value}"),
-        created_at=timeutil.to_timestamp(o.created_at),
-        pay_by=timeutil.to_timestamp(o.pay_by),
-        updated_at=timeutil.to_timestamp(o.updated_at),
-        payment_id=o.payment_id,
-    )
 
 
 class OrderServicer(order_pb2_grpc.OrderServiceServicer):
@@ -42,7 +23,7 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         """The caller's order."""
         order_id = validation.identifier(request.order_id, "order_id")
         user_id = validation.identifier(request.user_id, "user_id")
-        return to_proto(await self._orders.get(order_id, user_id))
+        return messages.order(await self._orders.get(order_id, user_id))
 
     async def ListOrders(self, request: order_pb2.ListOrdersRequest, context: Context) -> order_pb2.ListOrdersResponse:
         """A page of the caller's orders, newest first."""
@@ -51,17 +32,19 @@ class OrderServicer(order_pb2_grpc.OrderServiceServicer):
         size = domain.page_size(request.page_size)
         cursor = domain.decode_cursor(request.page_token)
         page = await self._orders.list(user_id, request_id, size, cursor)
-        return order_pb2.ListOrdersResponse(orders=[to_proto(o) for o in page.items], next_page_token=page.next_token)
+        return order_pb2.ListOrdersResponse(
+            orders=[messages.order(o) for o in page.items], next_page_token=page.next_token
+        )
 
     async def PayOrder(self, request: order_pb2.PayOrderRequest, context: Context) -> order_pb2.Order:
         """Pay a pending order before its deadline."""
         order_id = validation.identifier(request.order_id, "order_id")
         user_id = validation.identifier(request.user_id, "user_id")
         token = domain.payment_token(request.payment_token)
-        return to_proto(await self._orders.pay(order_id, user_id, token))
+        return messages.order(await self._orders.pay(order_id, user_id, token))
 
     async def CancelOrder(self, request: order_pb2.CancelOrderRequest, context: Context) -> order_pb2.Order:
         """Cancel a pending order."""
         order_id = validation.identifier(request.order_id, "order_id")
         user_id = validation.identifier(request.user_id, "user_id")
-        return to_proto(await self._orders.cancel(order_id, user_id))
+        return messages.order(await self._orders.cancel(order_id, user_id))

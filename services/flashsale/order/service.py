@@ -6,15 +6,13 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from flashsale.common import database, errors, events, outbox, timeutil, topics
-from flashsale.order import domain, payment, repository
-from flashsale_api.v1 import events_pb2
+from flashsale.common import database, decided, errors, outbox, timeutil, topics
+from flashsale.order import domain, messages, payment, repository
 
 log = logging.getLogger(__name__)
 
-SOURCE = "order"
 EXPIRY_BATCH = 500
 
 
@@ -26,28 +24,18 @@ class Page:
     next_token: str
 
 
-def emit(tx: database.Tx, event_type: str, order: domain.Order) -> None:
+def _emit(tx: database.Tx, event_type: str, order: domain.Order) -> None:
     """Add an OrderChanged event about the order to the outbox."""
-    payload = events_pb2.OrderChanged(
-        order_id=order.order_id,
-        reservation_id=order.reservation_id,
-        user_id=order.user_id,
-        sale_id=order.sale_id,
-        quantity=order.quantity,
-        amount_cents=order.amount_cents,
-        status=order.status.value,
-        pay_by=timeutil.to_timestamp(order.pay_by),
-    )
-    outbox.add(tx, topics.ORDERS, events.envelope(event_type, order.order_id, payload, SOURCE))
+    outbox.add(tx, topics.ORDERS, messages.order_changed(event_type, order))
 
 
-def create_from_decision(tx: database.Tx, decision: domain.Decision, now: int, window_ms: int) -> domain.Order | None:
+def _create_from_decision(tx: database.Tx, decision: domain.Decision, now: int, window_ms: int) -> domain.Order | None:
     """Make the order of an accepted decision and emit order.created; None when the reservation has one already."""
     if repository.reservation_exists(tx, decision.reservation_id):
         return None
     order = domain.new_order(decision, uuid.uuid4().hex, now, window_ms)
     repository.insert(tx, order)
-    emit(tx, topics.ORDER_CREATED, order)
+    _emit(tx, topics.ORDER_CREATED, order)
     return order
 
 
@@ -59,12 +47,33 @@ def _owned(tx: database.Tx, order_id: str, user_id: str) -> domain.Order:
 
 
 class OrderService:
-    """Order reads, payment, cancellation and expiry."""
+    """Orders made from accepted decisions; reads, payment, cancellation and expiry."""
 
     def __init__(self, db: database.Database, provider: payment.PaymentProvider, notify: Callable[[], None]) -> None:
         self._db = db
         self._provider = provider
         self._notify = notify
+
+    def create_orders(self, decisions: Sequence[domain.Decision], window_ms: int) -> list[domain.Order]:
+        """Make one PENDING_PAYMENT order, payable for window_ms, per accepted decision, in one transaction and once
+        per decision (consumer thread; one reservation never gets two orders); the orders made. The caller wakes
+        the outbox relay when there are any."""
+
+        def work(tx: database.Tx) -> list[domain.Order]:
+            now = timeutil.now_ms()
+            created = []
+            for decision in decisions:
+                if not outbox.first_time(tx, decided.entry_id(decision.request_id)):
+                    continue
+                order = _create_from_decision(tx, decision, now, window_ms)
+                if order is not None:
+                    created.append(order)
+            return created
+
+        orders = self._db.run_sync(work)
+        for order in orders:
+            log.info("order created", extra={"order_id": order.order_id, "reservation_id": order.reservation_id})
+        return orders
 
     async def get(self, order_id: str, user_id: str) -> domain.Order:
         """The caller's order, or NOT_FOUND."""
@@ -99,7 +108,7 @@ class OrderService:
                 domain.ensure_payable(current, now)
                 raise errors.FailedPrecondition("payment deadline passed")
             paid = domain.transition(order, domain.Status.PAID, now, payment_id)
-            emit(tx, topics.ORDER_PAID, paid)
+            _emit(tx, topics.ORDER_PAID, paid)
             return paid
 
         try:
@@ -121,7 +130,7 @@ class OrderService:
                 domain.ensure_cancellable(_owned(tx, order_id, user_id))
                 raise errors.FailedPrecondition("order changed meanwhile; retry")
             cancelled = domain.transition(order, domain.Status.CANCELLED, now)
-            emit(tx, topics.ORDER_CANCELLED, cancelled)
+            _emit(tx, topics.ORDER_CANCELLED, cancelled)
             return cancelled
 
         cancelled = await self._db.run(work)
@@ -139,7 +148,7 @@ class OrderService:
                 expired = 0
                 for order in batch:
                     if domain.is_overdue(order, now) and repository.mark_expired(tx, order.order_id, now):
-                        emit(tx, topics.ORDER_EXPIRED, domain.transition(order, domain.Status.EXPIRED, now))
+                        _emit(tx, topics.ORDER_EXPIRED, domain.transition(order, domain.Status.EXPIRED, now))
                         expired += 1
                 return len(batch), expired
 

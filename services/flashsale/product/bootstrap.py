@@ -16,7 +16,7 @@ def build(config: settings.Settings) -> grpc_server.GrpcService:
     products = service.ProductService(rt.db, rt.relay.notify)
     api = grpc_api.ProductServicer(products)
     rt.server.register(lambda server: product_pb2_grpc.add_ProductServiceServicer_to_server(api, server))
-    rt.consume([topics.SALES], consumers.handler(rt.db))
+    rt.consume([topics.SALES], consumers.handler(products))
     return rt.server
 
 

@@ -8,36 +8,15 @@ from typing import Any
 
 import grpc
 
-from flashsale.common import errors, timeutil, validation
-from flashsale.product import domain, service
+from flashsale.common import errors, validation
+from flashsale.product import domain, messages, service
 from flashsale_api.v1 import product_pb2, product_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _availability(a: domain.Availability) -> product_pb2.Availability:
-    return product_pb2.Availability(
-        sale_id=a.sale_id,
-        product_id=a.product_id,
-        stock=a.stock,
-        remaining=a.remaining,
-        sale_price_cents=a.sale_price_cents,
-        updated_at=timeutil.to_timestamp(a.updated_at),
-    )
-
-
 def _product(view: service.ProductView) -> product_pb2.Product:
-    p = view.product
-    return product_pb2.Product(
-        product_id=p.product_id,
-        name=p.name,
-        description=p.description,
-        base_price_cents=p.base_price_cents,
-        currency=p.currency,
-        created_at=timeutil.to_timestamp(p.created_at),
-        updated_at=timeutil.to_timestamp(p.updated_at),
-        availability=[_availability(a) for a in view.availability],
-    )
+    return messages.product(view.product, view.availability)
 
 
 class ProductServicer(product_pb2_grpc.ProductServiceServicer):
@@ -98,14 +77,14 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
         last = await self._products.availability(sale_id)
         if last is None:
             raise errors.NotFound("no such sale", "sale_id")
-        yield _availability(last)
+        yield messages.availability(last)
         while True:
             await asyncio.sleep(self._poll_s)
             current = await self._products.availability(sale_id)
             if current is None or _same(current, last):
                 continue
             last = current
-            yield _availability(current)
+            yield messages.availability(current)
 
 
 def _same(a: domain.Availability, b: domain.Availability) -> bool:

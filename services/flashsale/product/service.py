@@ -6,11 +6,8 @@ import dataclasses
 import uuid
 from collections.abc import Callable
 
-from flashsale.common import database, errors, events, outbox, timeutil, topics
-from flashsale.product import domain, repository
-from flashsale_api.v1 import events_pb2
-
-SOURCE = "product"
+from flashsale.common import database, errors, outbox, timeutil, topics
+from flashsale.product import domain, messages, repository
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +27,11 @@ class Page:
 
 
 def _changed(tx: database.Tx, product: domain.Product) -> None:
-    payload = events_pb2.ProductChanged(
-        product_id=product.product_id, name=product.name, base_price_cents=product.base_price_cents
-    )
-    outbox.add(tx, topics.PRODUCTS, events.envelope(topics.PRODUCT_CHANGED, product.product_id, payload, SOURCE))
+    outbox.add(tx, topics.PRODUCTS, messages.product_changed(product))
 
 
 class ProductService:
-    """Catalogue operations, prices and availability reads."""
+    """Catalogue operations, prices, availability reads, and the availability the sales events report."""
 
     def __init__(self, db: database.Database, notify: Callable[[], None]) -> None:
         self._db = db
@@ -111,3 +105,24 @@ class ProductService:
     async def availability(self, sale_id: str) -> domain.Availability | None:
         """The availability of a sale, or None when the sale is unknown."""
         return await self._db.run(lambda tx: repository.get_availability(tx, sale_id))
+
+    def record_sale(self, event_id: str, row: domain.Availability, restocked: bool) -> None:
+        """Record a sale's terms (sale.created, sale.updated), once per event (consumer thread): a row made earlier
+        from a decision keeps its remaining stock, unless the sale was restocked (all of its new stock remains)."""
+
+        def work(tx: database.Tx) -> None:
+            if outbox.first_time(tx, event_id):
+                repository.upsert_sale(tx, row)
+                if restocked:
+                    repository.set_remaining(tx, row)
+
+        self._db.run_sync(work)
+
+    def record_remaining(self, event_id: str, row: domain.Availability) -> None:
+        """Record the stock remaining after purchases.decided or stock.released, once per event (consumer thread)."""
+
+        def work(tx: database.Tx) -> None:
+            if outbox.first_time(tx, event_id):
+                repository.set_remaining(tx, row)
+
+        self._db.run_sync(work)

@@ -7,23 +7,12 @@ from typing import Any
 import grpc
 
 from flashsale.common import timeutil
-from flashsale.user import domain, service
+from flashsale.user import messages, service
 from flashsale_api.v1 import user_pb2, user_pb2_grpc
 
 SERVICE_NAME = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def user_message(user: domain.User) -> user_pb2.User:
-    """An account as a protobuf User."""
-    return user_pb2.User(
-        user_id=user.user_id,
-        email=user.email,
-        phone=user.phone,
-        verified=user.verified,
-        created_at=timeutil.to_timestamp(user.created_at_ms),
-    )
 
 
 class UserServicer(user_pb2_grpc.UserServiceServicer):
@@ -35,11 +24,11 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     async def Register(self, request: user_pb2.RegisterRequest, context: Context) -> user_pb2.User:
         """Create an unverified account."""
         registered = await self._users.register(request.email, request.password, request.phone)
-        return user_message(registered.user)
+        return messages.user(registered.user)
 
     async def VerifyEmail(self, request: user_pb2.VerifyEmailRequest, context: Context) -> user_pb2.User:
         """Mark an account verified with its token."""
-        return user_message(await self._users.verify_email(request.token))
+        return messages.user(await self._users.verify_email(request.token))
 
     async def Login(self, request: user_pb2.LoginRequest, context: Context) -> user_pb2.LoginResponse:
         """Check a password and return an access token."""
@@ -47,12 +36,12 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         return user_pb2.LoginResponse(
             access_token=session.access_token,
             expires_at=timeutil.to_timestamp(session.expires_at_ms),
-            user=user_message(session.user),
+            user=messages.user(session.user),
         )
 
     async def GetUser(self, request: user_pb2.GetUserRequest, context: Context) -> user_pb2.User:
         """An account by id."""
-        return user_message(await self._users.get_user(request.user_id))
+        return messages.user(await self._users.get_user(request.user_id))
 
     async def ValidateToken(
         self, request: user_pb2.ValidateTokenRequest, context: Context

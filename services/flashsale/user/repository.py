@@ -45,11 +45,15 @@ def _user(row: database.Row) -> domain.User:
 
 
 def insert_user(tx: database.Tx, user: domain.User, password_hash: str) -> None:
-    """Store a new account."""
-    tx.execute(
-        "INSERT INTO users (user_id, email, phone, password_hash, verified, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    """Store a new account; database.Conflict when its e-mail is registered already (by a concurrent registration
+    that committed first: the unique key is checked by the database, whatever the driver)."""
+    added = tx.execute(
+        "INSERT INTO users (user_id, email, phone, password_hash, verified, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (email) DO NOTHING",
         (user.user_id, user.email, user.phone, password_hash, int(user.verified), user.created_at_ms),
     )
+    if added == 0:
+        raise database.Conflict(f"users.email must be unique: {user.email!r} is registered already")
 
 
 def email_taken(tx: database.Tx, email: str) -> bool:

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sqlite3
 import uuid
 
-import psycopg
-
-from flashsale.common import database, errors, events, outbox, timeutil, topics, validation
-from flashsale.user import domain, passwords, repository, tokens
-from flashsale_api.v1 import events_pb2
-
-SOURCE = "user"
+from flashsale.common import database, errors, outbox, timeutil, topics, validation
+from flashsale.user import domain, messages, passwords, repository, tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,14 +66,11 @@ class UserService:
                 raise errors.AlreadyExists("is registered already", "email")
             repository.insert_user(tx, user, password_hash)
             repository.insert_token(tx, user.user_id, token)
-            payload = events_pb2.UserRegistered(
-                user_id=user.user_id, email=user.email, phone=user.phone, verification_token=token.plain
-            )
-            outbox.add(tx, topics.USERS, events.envelope(topics.USER_REGISTERED, user.user_id, payload, SOURCE))
+            outbox.add(tx, topics.USERS, messages.user_registered(user, token.plain))
 
         try:
             await self._db.run(work)
-        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation):
+        except database.Conflict:
             # A concurrent registration of the same e-mail won the race.
             raise errors.AlreadyExists("is registered already", "email") from None
         self._relay.notify()
@@ -101,8 +92,7 @@ class UserService:
             if outcome is domain.VerifyOutcome.ALREADY_VERIFIED:
                 return user, False
             repository.mark_verified(tx, user.user_id, now)
-            payload = events_pb2.UserVerified(user_id=user.user_id, email=user.email)
-            outbox.add(tx, topics.USERS, events.envelope(topics.USER_VERIFIED, user.user_id, payload, SOURCE))
+            outbox.add(tx, topics.USERS, messages.user_verified(user))
             return dataclasses.replace(user, verified=True), True
 
         user, changed = await self._db.run(work)
