@@ -58,12 +58,16 @@ class RequestTopics:
             raise errors.FailedPrecondition(f"the request topic has {have} partitions already", "partitions")
         self._known.add(topic)
 
+    def ends(self, topic: str) -> dict[int, int]:
+        """The offset after the last record of each partition the topic has; none when it does not exist."""
+        if not self.exists(topic):
+            return {}
+        meta = self._admin.list_topics(timeout=30).topics[topic]
+        return self.end_offsets(topic, sorted(meta.partitions))
+
     def holds_records(self, topic: str) -> bool:
         """True when the topic exists and a record was ever appended to it."""
-        if not self.exists(topic):
-            return False
-        meta = self._admin.list_topics(timeout=30).topics[topic]
-        return any(self.end_offsets(topic, sorted(meta.partitions)).values())
+        return any(self.ends(topic).values())
 
     def end_offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
         """The offset after the last record of each partition."""
