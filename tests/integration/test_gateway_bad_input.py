@@ -124,6 +124,8 @@ def assert_error(response: httpx.Response, status: int, code: str, field: str | 
         ),
         ("POST", "/v1/sales", {"json": {**SALE, "ends_at": "2030-01-01T09:00:00Z"}, "headers": ADMIN}, "ends_at"),
         ("POST", "/v1/sales", {"json": {**SALE, "starts_at": "2030-01-01T10:00:00"}, "headers": ADMIN}, "starts_at"),
+        ("POST", "/v1/sales", {"json": {**SALE, "partitions": 0}, "headers": ADMIN}, "partitions"),
+        ("POST", "/v1/sales", {"json": {**SALE, "partitions": 257}, "headers": ADMIN}, "partitions"),
         ("GET", "/v1/sales?product_id=a/b", {}, "product_id"),
         ("GET", "/v1/products/p1/price?sale_id=no%20no", {}, "sale_id"),
     ],
