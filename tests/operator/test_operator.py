@@ -91,12 +91,15 @@ class PhaseRecorder:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        found = self._kubectl.get("flashsale", self._name)
+        phase = ((found or {}).get("status") or {}).get("phase")
+        if phase and (not self.phases or self.phases[-1] != phase):
+            self.phases.append(phase)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            found = self._kubectl.get("flashsale", self._name)
-            phase = ((found or {}).get("status") or {}).get("phase")
-            if phase and (not self.phases or self.phases[-1] != phase):
-                self.phases.append(phase)
+            self._sample()
             self._stop.wait(0.1)
 
     def __enter__(self) -> PhaseRecorder:
@@ -106,6 +109,7 @@ class PhaseRecorder:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._sample()  # the phase it has now: a last change seen by the test may fall after the last poll
 
 
 def test_the_invalid_example_is_refused_by_the_api_server(kubectl: Kubectl) -> None:
