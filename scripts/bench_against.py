@@ -81,7 +81,7 @@ def main() -> int:
             print(f"round {index + 1}, {label}: " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(rates.items())))
             sys.stdout.flush()
     keys = sorted({k for side in runs.values() for rates in side for k in rates})
-    print(f"\n{'figure':<32}{'base ' + sha[:10]:>30}{'working tree':>30}{'work/base':>11}")
+    rows = []
     summary: dict[str, dict[str, float]] = {}
     for key in keys:
         base = [r[key] for r in runs["base"] if key in r]
@@ -90,9 +90,14 @@ def main() -> int:
             continue
         b, w = statistics.median(base), statistics.median(work)
         summary[key] = {"base_median": b, "work_median": w, "ratio": w / b if b else float("nan")}
-        each_b = "/".join(_short(key, v) for v in base)
-        each_w = "/".join(_short(key, v) for v in work)
-        print(f"{key:<32}{each_b + f' = {b:,.0f}':>30}{each_w + f' = {w:,.0f}':>30}{w / b if b else 0:>11.2f}")
+        each_b = "/".join(_short(key, v) for v in base) + f" = {b:,.0f}"
+        each_w = "/".join(_short(key, v) for v in work) + f" = {w:,.0f}"
+        rows.append((key, each_b, each_w, f"{w / b if b else 0:.2f}"))
+    header = ("figure", f"base {sha[:10]} (each run = median)", "working tree", "work/base")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    print()
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"base": sha, "bench_args": args.bench_args, "runs": runs, "medians": summary}
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
