@@ -93,7 +93,7 @@ def main() -> int:
         each_b = "/".join(_short(key, v) for v in base) + f" = {b:,.0f}"
         each_w = "/".join(_short(key, v) for v in work) + f" = {w:,.0f}"
         rows.append((key, each_b, each_w, f"{w / b if b else 0:.2f}"))
-    header = ("figure", f"base {sha[:10]} (each run = median)", "working tree", "work/base")
+    header = ("figure", f"base {sha[:10]}: each run = median", "working tree: each run = median", "work/base")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     print()
     for row in [header, *rows]:
