@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from flashsale.common import errors
+from flashsale.common import errors, metrics
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,16 @@ class BackgroundTaskFailed(RuntimeError):
 class GrpcService:
     """One process's gRPC server plus the background tasks and shutdown hooks around it."""
 
-    def __init__(self, name: str, address: str, service_names: Sequence[str]) -> None:
+    def __init__(
+        self, name: str, address: str, service_names: Sequence[str], registry: metrics.Registry | None = None
+    ) -> None:
         self.name = name
         self.address = address
         self.service_names = list(service_names)
-        self.server = grpc.aio.server(interceptors=[DomainErrorInterceptor()], options=_SERVER_OPTIONS)
+        self.registry = registry if registry is not None else metrics.Registry()
+        # the metrics interceptor outermost, so it counts the status the error interceptor aborts with
+        interceptors = [metrics.GrpcServerMetrics(self.registry), DomainErrorInterceptor()]
+        self.server = grpc.aio.server(interceptors=interceptors, options=_SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._shutdown: list[ShutdownHook] = []

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from flashsale.common import database, grpc_server, kafka, logs, outbox, topics
+from flashsale.common import database, grpc_server, kafka, logs, metrics, outbox, topics
 from flashsale.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,11 @@ class ServiceRuntime:
     producer: kafka.EventProducer
     relay: outbox.OutboxRelay
     server: grpc_server.GrpcService
+
+    @property
+    def registry(self) -> metrics.Registry:
+        """The process's metrics registry (what records a metric registers it here)."""
+        return self.server.registry
 
     def consume(
         self,
@@ -66,13 +71,22 @@ def build_runtime(
 ) -> ServiceRuntime:
     """Configure logging, open and migrate the database, connect Kafka and create the gRPC server."""
     logs.configure_logging(name, settings.log_level, settings.log_format)
+    registry = metrics.registry()
     db = database.open_database(settings, name)
     db.migrate([outbox.MIGRATION, *migrations])
     kafka.ensure_topics(settings.kafka_bootstrap, topics.ALL, settings.kafka_partitions)
     producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}")
     relay = outbox.OutboxRelay(db, producer)
-    server = grpc_server.GrpcService(name, address, service_names)
+    server = grpc_server.GrpcService(name, address, service_names, registry)
     server.add_background(relay.run)
+    if settings.metrics_port:
+        endpoint = metrics.serve(registry, settings.metrics_host, settings.metrics_port)
+        log.info("metrics served", extra={"port": endpoint.port})
+
+        async def close_metrics() -> None:
+            await asyncio.to_thread(endpoint.close)
+
+        server.on_shutdown(close_metrics)
 
     async def close() -> None:
         await relay.relay_once()

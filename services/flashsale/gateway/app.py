@@ -7,17 +7,25 @@ from collections.abc import AsyncIterator
 
 import fastapi
 
+from flashsale.common import metrics
 from flashsale.common.settings import Settings
 from flashsale.gateway import clients as gateway_clients
-from flashsale.gateway import deps, errors, ratelimit
+from flashsale.gateway import deps, errors, http_metrics, ratelimit
 from flashsale.gateway.routes import catalog, health, notifications, shopping, users
 from flashsale.gateway.settings import GatewaySettings
 
 TITLE = "Flashsale API"
 
 
-def create_app(settings: Settings, clients: gateway_clients.Clients, gateway: GatewaySettings) -> fastapi.FastAPI:
-    """The gateway app over already-open clients, which it closes when its lifespan ends."""
+def create_app(
+    settings: Settings,
+    clients: gateway_clients.Clients,
+    gateway: GatewaySettings,
+    registry: metrics.Registry | None = None,
+) -> fastapi.FastAPI:
+    """The gateway app over already-open clients, which it closes when its lifespan ends; its metrics (HTTP and
+    whatever else records into `registry`) are served on /metrics."""
+    telemetry = http_metrics.HttpMetrics(registry if registry is not None else metrics.registry())
     context = deps.Context(
         settings=settings,
         gateway=gateway,
@@ -25,6 +33,7 @@ def create_app(settings: Settings, clients: gateway_clients.Clients, gateway: Ga
         limiter=ratelimit.TokenBucketLimiter(
             settings.gateway_rate_limit_per_s, settings.gateway_rate_burst, max_keys=gateway.rate_limit_max_keys
         ),
+        telemetry=telemetry,
     )
 
     @contextlib.asynccontextmanager
@@ -46,4 +55,21 @@ def create_app(settings: Settings, clients: gateway_clients.Clients, gateway: Ga
     errors.install(app)
     for module in (health, users, catalog, shopping, notifications):
         app.include_router(module.router())
+
+    @app.get("/metrics", include_in_schema=False)
+    async def exposition() -> fastapi.Response:
+        body, content_type = telemetry.exposition()
+        return fastapi.Response(body, media_type=content_type)
+
+    app.add_middleware(_Recorded, telemetry=telemetry)
     return app
+
+
+class _Recorded:
+    """Starlette middleware form of HttpMetrics.middleware."""
+
+    def __init__(self, app: http_metrics.Asgi, telemetry: http_metrics.HttpMetrics) -> None:
+        self._app = telemetry.middleware(app)
+
+    async def __call__(self, scope: http_metrics.Scope, receive: http_metrics.Receive, send: http_metrics.Send) -> None:
+        await self._app(scope, receive, send)

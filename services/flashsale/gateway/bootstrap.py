@@ -12,7 +12,7 @@ import fastapi
 import uvicorn
 import uvloop
 
-from flashsale.common import logs, process
+from flashsale.common import logs, metrics, process
 from flashsale.common import settings as common_settings
 from flashsale.common.settings import Settings
 from flashsale.gateway import app as gateway_app
@@ -84,7 +84,7 @@ class GatewayServer:
 
     async def start(self) -> None:
         """Open the clients, bind the port and serve until stop()."""
-        self.app = gateway_app.create_app(self.settings, gateway_clients.open_clients(self.settings), self.gateway)
+        self.app = assemble(self.settings, self.gateway)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
@@ -113,6 +113,13 @@ class GatewayServer:
         await self.stop()
 
 
+def assemble(settings: Settings, gateway: gateway_settings.GatewaySettings) -> fastapi.FastAPI:
+    """The gateway app with its clients open and its metrics (HTTP, and gRPC on its clients) in one registry."""
+    registry = metrics.registry()
+    clients = gateway_clients.open_clients(settings, metrics.GrpcClientMetrics(registry).interceptors())
+    return gateway_app.create_app(settings, clients, gateway, registry)
+
+
 def build(
     settings: Settings,
     gateway: gateway_settings.GatewaySettings | None = None,
@@ -137,9 +144,7 @@ async def _serve(config: tuple[Settings, gateway_settings.GatewaySettings]) -> N
 
 async def serve(settings: Settings, gateway: gateway_settings.GatewaySettings) -> None:
     """Serve on settings.gateway_host:gateway_port until SIGTERM/SIGINT, then shut down gracefully."""
-    clients = gateway_clients.open_clients(settings)
-    app = gateway_app.create_app(settings, clients, gateway)
-    await _server(app, gateway, in_process=False).serve()
+    await _server(assemble(settings, gateway), gateway, in_process=False).serve()
 
 
 def main() -> None:

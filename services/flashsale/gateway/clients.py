@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -39,8 +40,9 @@ class Clients:
         await asyncio.gather(*(channel.close(None) for channel in self.channels.values()))
 
 
-def open_clients(settings: Settings) -> Clients:
-    """Open a channel per backend from settings.*_addr; call inside the running event loop."""
+def open_clients(settings: Settings, interceptors: Sequence[Any] = ()) -> Clients:
+    """Open a channel per backend from settings.*_addr (with these client interceptors, e.g. metrics); call inside
+    the running event loop."""
     addresses = {
         "user": settings.user_addr,
         "product": settings.product_addr,
@@ -48,7 +50,9 @@ def open_clients(settings: Settings) -> Clients:
         "order": settings.order_addr,
         "notification": settings.notification_addr,
     }
-    channels = {name: grpc.aio.insecure_channel(address) for name, address in addresses.items()}
+    channels = {
+        name: grpc.aio.insecure_channel(address, interceptors=list(interceptors)) for name, address in addresses.items()
+    }
     return Clients(
         users=user_pb2_grpc.UserServiceStub(channels["user"]),
         products=product_pb2_grpc.ProductServiceStub(channels["product"]),

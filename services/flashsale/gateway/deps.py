@@ -13,7 +13,7 @@ from fastapi import security
 
 from flashsale.common.settings import Settings
 from flashsale.gateway import clients as gateway_clients
-from flashsale.gateway import errors, ratelimit
+from flashsale.gateway import errors, http_metrics, ratelimit
 from flashsale.gateway.settings import GatewaySettings
 from flashsale_api.v1 import user_pb2
 
@@ -37,6 +37,7 @@ class Context:
     gateway: GatewaySettings
     clients: gateway_clients.Clients
     limiter: ratelimit.TokenBucketLimiter
+    telemetry: http_metrics.HttpMetrics
     stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @property
@@ -48,6 +49,7 @@ class Context:
         """Take one token from key's bucket or refuse with 429 and Retry-After."""
         wait = self.limiter.acquire(key)
         if wait > 0:
+            self.telemetry.rate_limited()
             raise errors.ApiError(
                 429,
                 "RESOURCE_EXHAUSTED",

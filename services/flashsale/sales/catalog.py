@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import grpc
 
@@ -28,8 +29,8 @@ class ProductCatalog(Protocol):
 class GrpcProductCatalog:
     """ProductCatalog backed by ProductService.GetProduct."""
 
-    def __init__(self, address: str, timeout_s: float = 5.0) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, timeout_s: float = 5.0, interceptors: Sequence[Any] = ()) -> None:
+        self._channel = grpc.aio.insecure_channel(address, interceptors=list(interceptors))
         self._stub = product_pb2_grpc.ProductServiceStub(self._channel)
         self._timeout = timeout_s
 
