@@ -9,12 +9,15 @@ import grpc
 import httpx
 import pytest
 from prometheus_client import parser
+from test_sales_service import buy, sale_request
+from waiting import eventually
 
 from flashsale.common.settings import Settings
 from flashsale.gateway import bootstrap as gateway_bootstrap
 from flashsale.gateway import settings as gateway_settings
 from flashsale.product import bootstrap as product_bootstrap
-from flashsale_api.v1 import product_pb2, product_pb2_grpc
+from flashsale.sales import bootstrap as sales_bootstrap
+from flashsale_api.v1 import product_pb2, product_pb2_grpc, sales_pb2_grpc
 from flashsale_tools.platform import cache
 
 pytestmark = pytest.mark.integration
@@ -77,3 +80,49 @@ async def test_the_gateway_labels_requests_by_route_template_and_counts_its_grpc
     get = {"grpc_service": PRODUCT_SERVICE, "grpc_method": "GetProduct", "grpc_type": "unary"}
     assert _value(samples, "grpc_client_handled_total", **get, grpc_code="NOT_FOUND") == 1
     assert "flashsale_gateway_rate_limited_total" in text
+
+
+async def test_the_purchase_path_exports_its_figures_and_the_oversell_gauge_stays_zero(base_settings: Settings) -> None:
+    product_server = product_bootstrap.build(base_settings)
+    async with product_server:
+        port = cache.free_port()
+        settings = base_settings.model_copy(
+            update={"product_addr": f"127.0.0.1:{product_server.port}", "metrics_port": port}
+        )
+        sales_server = sales_bootstrap.build(settings)
+        async with (
+            sales_server,
+            grpc.aio.insecure_channel(f"127.0.0.1:{sales_server.port}") as channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{product_server.port}") as product_channel,
+        ):
+            product = await product_pb2_grpc.ProductServiceStub(product_channel).CreateProduct(
+                product_pb2.CreateProductRequest(name="Kettle", base_price_cents=2_000)
+            )
+            sales = sales_pb2_grpc.SalesServiceStub(channel)
+            sale = await sales.CreateSale(sale_request(product.product_id, stock=2, per_user_limit=1))
+            for user in ("ann", "bob", "cy"):
+                await sales.Purchase(buy(sale.sale_id, user))
+            async with httpx.AsyncClient() as http:
+
+                async def scraped() -> str:
+                    return (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+
+                # the worker's consumer reports its lag every few seconds
+                text = await eventually(scraped, until=lambda t: "flashsale_kafka_consumer_lag{" in t, within_s=20)
+    samples = _samples(text)
+    sale_id = sale.sale_id
+    assert _value(samples, "flashsale_requests_taken_total", sale=sale_id) == 3
+    assert _value(samples, "flashsale_decisions_total", sale=sale_id, outcome="accepted") == 2
+    assert _value(samples, "flashsale_decisions_total", sale=sale_id, outcome="sold_out") == 1
+    assert _value(samples, "flashsale_decision_latency_seconds_count", sale=sale_id) == 3
+    assert _value(samples, "flashsale_round_duration_seconds_count") >= 1
+    assert _value(samples, "flashsale_worker_partitions", sale=sale_id) == sale.stock  # one partition per unit
+    assert _value(samples, "flashsale_sale_stock", sale=sale_id) == 2
+    assert _value(samples, "flashsale_sale_sold", sale=sale_id) == 2
+    assert _value(samples, "flashsale_sale_remaining", sale=sale_id) == 0
+    assert (("flashsale_sale_oversold", frozenset({("sale", sale_id)})) in samples) and _value(
+        samples, "flashsale_sale_oversold", sale=sale_id
+    ) == 0
+    assert _value(samples, "flashsale_kafka_records_produced_total", topic="flashsale.sales") >= 2
+    topic = f"flashsale.sale.{sale_id}.requests"
+    assert _value(samples, "flashsale_kafka_records_consumed_total", group="flashsale-sales-workers", topic=topic) >= 1

@@ -12,11 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import confluent_kafka
 import confluent_kafka.admin as admin
 
-from flashsale.common import backoff, errors, events, timeutil, topics
+from flashsale.common import backoff, errors, events, kafka_metrics, timeutil, topics
 from flashsale_api.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, timeout
 class EventProducer:
     """An idempotent producer of envelopes; `publish` resolves once the broker acknowledged."""
 
-    def __init__(self, bootstrap: str, client_id: str) -> None:
+    def __init__(self, bootstrap: str, client_id: str, counted: kafka_metrics.KafkaMetrics | None = None) -> None:
+        self._counted = counted
         self._producer = confluent_kafka.Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -72,15 +74,18 @@ class EventProducer:
         partition: int = -1,
     ) -> None:
         """Queue one message (to a given partition, or the key's); on_done gets the delivery error or None."""
+        counted = self._counted
+        if counted is None:
+            delivered = lambda err, _msg: on_done(err)  # noqa: E731
+        else:
+
+            def delivered(err: confluent_kafka.KafkaError | None, _msg: Any) -> None:
+                counted.delivered(topic, err is None)
+                on_done(err)
+
         while True:
             try:
-                self._producer.produce(
-                    topic,
-                    key=key.encode(),
-                    value=value,
-                    partition=partition,
-                    on_delivery=lambda err, _msg: on_done(err),
-                )
+                self._producer.produce(topic, key=key.encode(), value=value, partition=partition, on_delivery=delivered)
                 return
             except BufferError:
                 time.sleep(0.01)
@@ -192,9 +197,20 @@ class EventConsumer:
         producer: EventProducer,
         max_backoff_s: float = 5.0,
         offset_reset: str = "earliest",
+        counted: kafka_metrics.KafkaMetrics | None = None,
     ) -> None:
+        self._counted = counted
+        stats = (
+            {
+                "statistics.interval.ms": kafka_metrics.STATS_INTERVAL_MS,
+                "stats_cb": lambda raw: counted.statistics(group_id, raw),
+            }
+            if counted is not None
+            else {}
+        )
         self._consumer = confluent_kafka.Consumer(
             {
+                **stats,
                 "bootstrap.servers": bootstrap,
                 "group.id": group_id,
                 # at-least-once: an offset is stored only after its message was processed, and
@@ -237,6 +253,8 @@ class EventConsumer:
                     if failure.code() != confluent_kafka.KafkaError._PARTITION_EOF:
                         log.warning("consumer error", extra={"error": str(failure)})
                     continue
+                if self._counted is not None:
+                    self._counted.consumed(self._group, msg.topic() or "")
                 if self._process(msg):
                     self._consumer.store_offsets(message=msg)
         except Exception:
@@ -279,4 +297,6 @@ class EventConsumer:
         )
         key = (msg.key() or b"").decode(errors="replace")
         self._producer.publish_sync(topics.dead_letter(topic), key, letter.SerializeToString())
+        if self._counted is not None:
+            self._counted.dead_lettered(self._group, topic)
         log.warning("dead-lettered", extra={"topic": topic, "offset": msg.offset(), "reason": reason})

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from flashsale.common import database, grpc_server, kafka, logs, metrics, outbox, topics
+from flashsale.common import database, grpc_server, kafka, kafka_metrics, logs, metrics, outbox, topics
 from flashsale.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class ServiceRuntime:
     producer: kafka.EventProducer
     relay: outbox.OutboxRelay
     server: grpc_server.GrpcService
+    counted: kafka_metrics.KafkaMetrics  # Kafka records produced, consumed, dead-lettered; consumer lag
 
     @property
     def registry(self) -> metrics.Registry:
@@ -49,6 +50,7 @@ class ServiceRuntime:
             handler,
             self.producer,
             offset_reset=offset_reset,
+            counted=self.counted,
         )
 
         async def stop() -> None:
@@ -72,10 +74,11 @@ def build_runtime(
     """Configure logging, open and migrate the database, connect Kafka and create the gRPC server."""
     logs.configure_logging(name, settings.log_level, settings.log_format)
     registry = metrics.registry()
+    counted = kafka_metrics.KafkaMetrics(registry)
     db = database.open_database(settings, name)
     db.migrate([outbox.MIGRATION, *migrations])
     kafka.ensure_topics(settings.kafka_bootstrap, topics.ALL, settings.kafka_partitions)
-    producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}")
+    producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}", counted)
     relay = outbox.OutboxRelay(db, producer)
     server = grpc_server.GrpcService(name, address, service_names, registry)
     server.add_background(relay.run)
@@ -94,4 +97,4 @@ def build_runtime(
         await asyncio.to_thread(db.close)
 
     server.on_shutdown(close)
-    return ServiceRuntime(name, settings, db, producer, relay, server)
+    return ServiceRuntime(name, settings, db, producer, relay, server, counted)

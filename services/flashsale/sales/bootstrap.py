@@ -13,6 +13,7 @@ from flashsale.sales import (
     decision_feed,
     grpc_api,
     ingress,
+    pipeline_metrics,
     preparation,
     request_topics,
     schema,
@@ -39,6 +40,8 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
         rt.server.on_shutdown(adapter.close)
         products = adapter
     loop = asyncio.get_running_loop()
+    telemetry = pipeline_metrics.PipelineMetrics(rt.registry)
+    pipeline_metrics.sale_figures(rt.registry, rt.db)
     waiters = waiting.Waiters(loop)
     decisions = waiting.Decisions(rt.db, waiters)
     kafka_topics = request_topics.RequestTopics(settings.kafka_bootstrap)
@@ -46,7 +49,7 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
         rt.db,
         rt.relay.notify,
         products,
-        ingress.Ingress(rt.db, rt.producer, kafka_topics, decisions),
+        ingress.Ingress(rt.db, rt.producer, kafka_topics, decisions, telemetry),
         preparation.Preparation(rt.db, kafka_topics),
         decisions,
         kafka_topics,
@@ -60,6 +63,8 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
             rt.producer,
             waiters.resolve_from_thread,
             settings.sales_batch_max,
+            telemetry=telemetry,
+            counted=rt.counted,
         )
 
         async def run_worker() -> None:

@@ -8,7 +8,7 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 
 from flashsale.common import database, errors, kafka, topics
-from flashsale.sales import domain, records, request_topics, sale_store, waiting
+from flashsale.sales import domain, pipeline_metrics, records, request_topics, sale_store, waiting
 
 Taker = Callable[[Sequence[tuple[domain.Sale, domain.PurchaseRequest]]], Awaitable[None]]
 
@@ -65,7 +65,9 @@ class Ingress:
         producer: kafka.EventProducer,
         request_topics_: request_topics.RequestTopics,
         decisions: waiting.Decisions,
+        telemetry: pipeline_metrics.PipelineMetrics | None = None,
     ) -> None:
+        self._telemetry = telemetry
         self._db = db
         self._producer = producer
         self._topics = request_topics_
@@ -111,6 +113,8 @@ class Ingress:
                 (topic, partition, sale.sale_id, value) for partition, value in records.group(sale.partitions, taken)
             )
         await self._producer.send_all(items)
+        if self._telemetry is not None:
+            self._telemetry.taken((sale_id, len(taken)) for sale_id, (_, taken) in by_sale.items())
         self._decisions.waiters.taken([req.request_id for _, req in requests])
 
     async def purchase(self, sale: domain.Sale, request: domain.PurchaseRequest, wait_ms: int) -> domain.Decision:

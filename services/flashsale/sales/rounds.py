@@ -24,6 +24,7 @@ from flashsale.sales import (
     domain,
     ledger,
     offset_store,
+    pipeline_metrics,
     reservation_store,
     sale_store,
     stock_store,
@@ -56,6 +57,7 @@ class Seen:
     need: int
     whole_sale: bool
     arrivals: tuple[int, int]  # log-append times of the batch's first and last new request (0, 0 when none)
+    refilled: int = 0  # units the round moved into the pool for its sale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Decided:
     start: int  # the request-topic offsets decided: [start, end)
     end: int
     seen: Seen | None = None  # None when published again from the database
+    arrivals: tuple[int, ...] = ()  # log-append time of each decision of `made`, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +140,15 @@ class Rounds:
     was refused (first come, first served), whatever other writers do meanwhile.
     """
 
-    def __init__(self, db: database.Database, clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+    def __init__(
+        self,
+        db: database.Database,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        telemetry: pipeline_metrics.PipelineMetrics | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._telemetry = telemetry
         self._count = 0  # rounds committed (numbers the DEBUG lines of a round)
         self._whole: set[str] = set()  # sales whose rounds hold the whole sale (one of them ran short)
 
@@ -148,10 +157,17 @@ class Rounds:
         partition to read again (nothing stored); None when `stop` was set first (nothing stored)."""
         delays = backoff.Backoff()
         bulk = True
+        began = time.perf_counter()
         while not stop.is_set():
             result = self.attempt(ready, bulk)
             match result:
                 case Committed():
+                    if self._telemetry is not None:
+                        done = [
+                            (b.sale.sale_id, b.made, b.arrivals, b.seen.refilled if b.seen else 0)
+                            for b in result.batches
+                        ]
+                        self._telemetry.round_committed(done, time.perf_counter() - began)
                     if log.isEnabledFor(logging.DEBUG):
                         self._log(result.batches)
                     return result
@@ -232,7 +248,8 @@ class Rounds:
             )
             reqs = fresh[partition]
             arrivals = (reqs[0].arrived_at, reqs[-1].arrived_at) if reqs else (0, 0)
-            seen[partition] = Seen(remaining[partition], pool, needs[partition], whole, arrivals)
+            moved = sum(moves.values())
+            seen[partition] = Seen(remaining[partition], pool, needs[partition], whole, arrivals, moved)
             pool -= decision.drawn
         ends = {p: max(parts[p].offsets[-1] + 1, starts[p]) for p in parts}
         now = self._clock()  # decided_at: when the round is written, just before its commit
@@ -245,12 +262,13 @@ class Rounds:
                 topic,
                 p,
                 sale,
-                made[p],
+                made[p][0],
                 tuple(earlier[r.request_id] for r in batches[p].duplicates if r.request_id in earlier),
                 left,
                 starts[p],
                 ends[p],
                 seen[p],
+                made[p][1],
             )
             for p in sorted(parts)
         ]
@@ -265,8 +283,9 @@ class Rounds:
         ends: Mapping[int, int],
         now: int,
         bulk: bool,
-    ) -> dict[int, tuple[domain.Decision, ...]]:
-        """Write a sale's decided batches: stock, decisions, reservations, holdings and offsets; the decisions."""
+    ) -> dict[int, tuple[tuple[domain.Decision, ...], tuple[int, ...]]]:
+        """Write a sale's decided batches: stock, decisions, reservations, holdings and offsets; each partition's
+        decisions and their requests' log-append times."""
         dialect = self._db.dialect
         accepted = [v.request.request_id for b in batches.values() for v in b.verdicts if v.outcome is _ACCEPTED]
         ids = dict(zip(accepted, _reservation_ids(len(accepted)), strict=True))
@@ -275,7 +294,7 @@ class Rounds:
         rows: list[decision_store.Row] = []
         reserved: list[reservation_store.Row] = []
         newly: collections.Counter[str] = collections.Counter()
-        made: dict[int, tuple[domain.Decision, ...]] = {}
+        made: dict[int, tuple[tuple[domain.Decision, ...], tuple[int, ...]]] = {}
         for p, b in batches.items():
             decisions = []
             for v in b.verdicts:
@@ -289,7 +308,7 @@ class Rounds:
                     domain.Decision(r.request_id, sale.sale_id, r.user_id, r.quantity, v.outcome, rid, now)
                 )
             newly.update(b.held)
-            made[p] = tuple(decisions)
+            made[p] = tuple(decisions), tuple(v.request.arrived_at for v in b.verdicts)
         decision_store.insert(tx, dialect, rows, bulk)
         reservation_store.insert(tx, dialect, reserved, bulk)
         reservation_store.add_holdings(tx, dialect, sale.sale_id, newly)

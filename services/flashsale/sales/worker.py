@@ -13,6 +13,7 @@ only queue acknowledgements, which this thread applies at the top of each loop.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -23,8 +24,8 @@ from typing import TypeVar
 
 import confluent_kafka
 
-from flashsale.common import backoff, database, errors, kafka, topics
-from flashsale.sales import domain, ledger, offset_store, publisher, records, rounds, sale_store
+from flashsale.common import backoff, database, errors, kafka, kafka_metrics, topics
+from flashsale.sales import domain, ledger, offset_store, pipeline_metrics, publisher, records, rounds, sale_store
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,27 @@ class SalesWorker:
         group: str = GROUP,
         clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         linger_s: float = 0.003,
+        telemetry: pipeline_metrics.PipelineMetrics | None = None,
+        counted: kafka_metrics.KafkaMetrics | None = None,
     ) -> None:
+        self._telemetry = telemetry
+        self._counted = counted
         self._db = db
         self._batch_max = batch_max
         self._linger = linger_s
         self._pending: dict[rounds.Key, _Pending] = {}
         self._assigned: dict[rounds.Key, _Assigned] = {}
         self.assigned = threading.Event()  # set once the worker holds partitions (it is warm)
-        self._rounds = rounds.Rounds(db, clock)
+        self._rounds = rounds.Rounds(db, clock, telemetry)
         self._publisher: publisher.Publisher[_Assigned] = publisher.Publisher(db, producer, on_decided, clock)
+        stats = {} if counted is None else {
+            "statistics.interval.ms": kafka_metrics.STATS_INTERVAL_MS,
+            "stats_cb": lambda raw: counted.statistics(group, raw),
+        }  # fmt: skip
+        self._group = group
         self._consumer = confluent_kafka.Consumer(
             {
+                **stats,
                 "bootstrap.servers": bootstrap,
                 "group.id": group,
                 "enable.auto.commit": False,
@@ -132,6 +143,7 @@ class SalesWorker:
             if published < decided:
                 self._until_done(functools.partial(self._republish, state, tp.topic, tp.partition))
         consumer.assign(parts)
+        self._report_holding()
         if parts:
             self.assigned.set()
         log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in parts]})
@@ -162,6 +174,12 @@ class SalesWorker:
         except errors.TemporaryError as exc:  # the next owner publishes those decisions again: no harm
             log.warning("published offsets not stored at revocation", extra={"reason": str(exc)})
         consumer.unassign()
+        self._report_holding()
+
+    def _report_holding(self) -> None:
+        if self._telemetry is not None:
+            per_sale = collections.Counter(state.sale.sale_id for state in self._assigned.values())
+            self._telemetry.holding(dict(per_sale))
 
     def _run(self) -> None:
         try:
@@ -170,6 +188,9 @@ class SalesWorker:
                 self._republish_failed()
                 wait = 0.05 if not self._pending else max(0.0, self._next_due() - time.monotonic())
                 msgs = self._fetch(min(wait, 0.05))
+                if msgs and self._counted is not None:
+                    for topic, count in collections.Counter(m.topic() or "" for m in msgs).items():
+                        self._counted.consumed(self._group, topic, count)
                 now = time.monotonic()
                 for msg in msgs:
                     if msg.error() is not None:
