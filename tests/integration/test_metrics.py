@@ -124,5 +124,6 @@ async def test_the_purchase_path_exports_its_figures_and_the_oversell_gauge_stay
         samples, "flashsale_sale_oversold", sale=sale_id
     ) == 0
     assert _value(samples, "flashsale_kafka_records_produced_total", topic="flashsale.sales") >= 2
+    assert ("flashsale_outbox_backlog", frozenset()) in samples
     topic = f"flashsale.sale.{sale_id}.requests"
     assert _value(samples, "flashsale_kafka_records_consumed_total", group="flashsale-sales-workers", topic=topic) >= 1

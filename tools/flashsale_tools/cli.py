@@ -39,6 +39,9 @@ def _up(args: argparse.Namespace) -> int:
         print(f"Flashsale is up: gateway {platform.gateway_url} (OpenAPI at {platform.gateway_url}/openapi.json)")
         print(f"  admin key (X-Admin-Key): {platform.admin_key}")
         print(f"  Kafka: {platform.kafka.bootstrap_servers}; SMTP sink: 127.0.0.1:{platform.mail.port}")
+        scraped = ", ".join(f"{name} :{port}" for name, port in platform.metrics_ports.items())
+        print(f"  metrics (/metrics): {scraped}, gateway {platform.gateway_url}/metrics")
+        print(f"  e-mails caught: {platform.data_dir / 'mail'} (a Maildir); SMS: {platform.data_dir / 'sms'}")
         print(f"  logs: {platform.data_dir / 'logs'}; Ctrl-C to stop")
         while not stop.wait(1.0):
             dead = [name for name, alive in platform.running().items() if not alive]

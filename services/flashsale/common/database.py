@@ -101,6 +101,10 @@ class Database(abc.ABC):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, work)
 
+    def pool_stats(self) -> dict[str, int]:
+        """The connection pool's figures (psycopg_pool's names); none without a pool."""
+        return {}
+
     def close(self) -> None:
         """Release connections and worker threads."""
         self._executor.shutdown(wait=True)
@@ -228,6 +232,10 @@ class PostgresDatabase(Database):
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (self.schema,))
+
+    def pool_stats(self) -> dict[str, int]:
+        """The connection pool's figures: pool_size, pool_available, requests_num, requests_wait_ms, …"""
+        return {key: int(value) for key, value in self._pool.get_stats().items()}
 
     def close(self) -> None:
         super().close()

@@ -43,6 +43,12 @@ def first_time(tx: database.Tx, event_id: str) -> bool:
     return True
 
 
+def backlog(tx: database.Tx) -> int:
+    """Events stored and not yet published."""
+    row = tx.fetchone("SELECT COUNT(*) FROM outbox")
+    return int(row[0]) if row else 0
+
+
 class OutboxRelay:
     """Publishes stored events in order, deleting each batch once Kafka acknowledged it."""
 

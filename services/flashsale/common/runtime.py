@@ -8,6 +8,9 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+import prometheus_client
+import prometheus_client.core
+
 from flashsale.common import database, grpc_server, kafka, kafka_metrics, logs, metrics, outbox, topics
 from flashsale.common.settings import Settings
 
@@ -82,6 +85,7 @@ def build_runtime(
     relay = outbox.OutboxRelay(db, producer)
     server = grpc_server.GrpcService(name, address, service_names, registry)
     server.add_background(relay.run)
+    metrics.Callback(registry, lambda: _database_figures(db))
     if settings.metrics_port:
         endpoint = metrics.serve(registry, settings.metrics_host, settings.metrics_port)
         log.info("metrics served", extra={"port": endpoint.port})
@@ -98,3 +102,34 @@ def build_runtime(
 
     server.on_shutdown(close)
     return ServiceRuntime(name, settings, db, producer, relay, server, counted)
+
+
+def _database_figures(db: database.Database) -> list[prometheus_client.Metric]:
+    """The outbox backlog, and the connection pool's figures on PostgreSQL (read at scrape time)."""
+    backlog = prometheus_client.core.GaugeMetricFamily(
+        "flashsale_outbox_backlog", "Events stored in the outbox and not yet published."
+    )
+    backlog.add_metric([], db.run_sync(outbox.backlog))
+    families: list[prometheus_client.Metric] = [backlog]
+    stats = db.pool_stats()
+    if stats:
+        connections = prometheus_client.core.GaugeMetricFamily(
+            "flashsale_db_pool_connections", "Connections of the database pool, in use or idle.", labels=["state"]
+        )
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        connections.add_metric(["in_use"], size - idle)
+        connections.add_metric(["idle"], idle)
+        waiting = prometheus_client.core.GaugeMetricFamily(
+            "flashsale_db_pool_requests_waiting", "Requests waiting for a connection of the pool now."
+        )
+        waiting.add_metric([], stats.get("requests_waiting", 0))
+        requests = prometheus_client.core.CounterMetricFamily(
+            "flashsale_db_pool_requests", "Connections asked of the pool."
+        )
+        requests.add_metric([], stats.get("requests_num", 0))
+        wait = prometheus_client.core.CounterMetricFamily(
+            "flashsale_db_pool_wait_seconds", "Time requests waited for a connection of the pool."
+        )
+        wait.add_metric([], stats.get("requests_wait_ms", 0) / 1000)
+        families += [connections, waiting, requests, wait]
+    return families

@@ -24,7 +24,9 @@ def build(settings: settings_mod.Settings) -> grpc_server.GrpcService:
     rt.server.add_background(hub.run)
     sms = delivery.SmsSender(settings.sms_url) if settings.sms_url else None
     email = delivery.EmailSender(settings.smtp_host, settings.smtp_port, settings.smtp_sender)
-    channels = delivery.Channels(email, sms, settings.delivery_attempts, settings.delivery_backoff_s)
+    channels = delivery.Channels(
+        email, sms, settings.delivery_attempts, settings.delivery_backoff_s, registry=rt.registry
+    )
     notifications = service.NotificationService(rt.db, hub, channels)
     rt.consume(SUBSCRIPTIONS, consumers.deliveries(notifications), group=GROUP)
     rt.consume(

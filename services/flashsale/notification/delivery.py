@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 
 import httpx
+import prometheus_client
 
-from flashsale.common import timeutil
+from flashsale.common import metrics, timeutil
 from flashsale.notification import domain
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,14 @@ class Channels:
         attempts: int,
         first_backoff_s: float,
         sleep: Callable[[float], None] = time.sleep,
+        registry: metrics.Registry | None = None,
     ) -> None:
+        self._delivered = prometheus_client.Counter(
+            "flashsale_notification_deliveries_total",
+            "Notification deliveries ended, by channel and result (sent, failed after every attempt).",
+            ("channel", "result"),
+            registry=registry if registry is not None else metrics.Registry(),
+        )
         self._email = email
         self._sms = sms
         self._attempts = attempts
@@ -118,6 +126,7 @@ class Channels:
                 sms.send(contact.phone, domain.sms_text(note))
 
         outcome = deliver(send, self._attempts, self._first_backoff_s, self._sleep)
+        self._delivered.labels(channel, outcome.status).inc()
         fields = {"notification_id": note.notification_id, "channel": channel, "kind": note.kind}
         if outcome.status == "sent":
             log.info("notification sent", extra={**fields, "attempts": outcome.attempts})

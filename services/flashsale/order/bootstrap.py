@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from flashsale.common import grpc_server, process, runtime, settings, topics
-from flashsale.order import consumers, grpc_api, payment, repository, service
+import prometheus_client
+import prometheus_client.core
+
+from flashsale.common import grpc_server, metrics, process, runtime, settings, topics
+from flashsale.order import consumers, domain, grpc_api, payment, repository, service
 from flashsale_api.v1 import order_pb2, order_pb2_grpc
 
 NAME = "order"
@@ -25,7 +28,15 @@ def build(config: settings.Settings, provider: payment.PaymentProvider | None = 
 
     rt.consume([topics.SALES], consumers.handler(orders, config.payment_window_s, notify_from_thread))
     rt.server.add_background(lambda: orders.run_expiry(config.expiry_scan_s))
+    metrics.Callback(rt.registry, lambda: [_orders_by_status(rt.db.run_sync(repository.count_by_status))])
     return rt.server
+
+
+def _orders_by_status(counts: dict[str, int]) -> prometheus_client.Metric:
+    family = prometheus_client.core.GaugeMetricFamily("flashsale_orders", "Orders in each status.", labels=["status"])
+    for status in domain.Status:
+        family.add_metric([status.value], counts.get(status.value, 0))
+    return family
 
 
 async def serve(config: settings.Settings) -> None:

@@ -137,3 +137,9 @@ def mark_expired(tx: database.Tx, order_id: str, now: int) -> bool:
         (domain.Status.EXPIRED.value, now, order_id, domain.Status.PENDING_PAYMENT.value, now),
     )
     return changed == 1
+
+
+def count_by_status(tx: database.Tx) -> dict[str, int]:
+    """How many orders are in each status (the metrics' figures)."""
+    rows = tx.fetchall("SELECT status, COUNT(*) FROM orders GROUP BY status")
+    return {str(status): int(count) for status, count in rows}

@@ -1,4 +1,5 @@
-"""A real local SMTP server (aiosmtpd) and an HTTP SMS sink that keep what they receive, for dev and tests."""
+"""A real local SMTP server (aiosmtpd) and an HTTP SMS sink that keep what they receive, for dev and tests; given a
+folder, they also keep it where a person can read it (a Maildir of the e-mails, one JSON file per SMS)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import dataclasses
 import email
 import email.policy
 import http.server
+import itertools
 import json
+import mailbox
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd import controller
@@ -51,10 +55,13 @@ class _Inbox:
 
 
 class _SmtpHandler:
-    def __init__(self, inbox: _Inbox) -> None:
+    def __init__(self, inbox: _Inbox, maildir: mailbox.Maildir | None) -> None:
         self._inbox = inbox
+        self._maildir = maildir
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._maildir is not None:
+            self._maildir.add(envelope.content)
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         part = msg.get_body(preferencelist=("plain",)) if msg.is_multipart() else msg
         body = part.get_content() if part is not None else ""
@@ -70,12 +77,17 @@ class _SmtpHandler:
 
 
 class MailCatcher:
-    """An SMTP server on 127.0.0.1 that keeps every message it accepts."""
+    """An SMTP server on 127.0.0.1 that keeps every message it accepts (in a Maildir at `folder` too, when given:
+    any mail reader opens it, e.g. `mutt -f FOLDER`)."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, folder: Path | None = None) -> None:
         self._inbox = _Inbox()
         self.port = port or cache.free_port()
-        self._controller = controller.Controller(_SmtpHandler(self._inbox), hostname="127.0.0.1", port=self.port)
+        self.folder = folder
+        maildir = mailbox.Maildir(folder, create=True) if folder is not None else None
+        self._controller = controller.Controller(
+            _SmtpHandler(self._inbox, maildir), hostname="127.0.0.1", port=self.port
+        )
 
     def start(self) -> None:
         """Start accepting mail."""
@@ -100,11 +112,16 @@ class MailCatcher:
 
 
 class SmsSink:
-    """An HTTP server that accepts SMS provider calls (POST JSON {to, body}) and keeps them."""
+    """An HTTP server that accepts SMS provider calls (POST JSON {to, body}) and keeps them (one JSON file each in
+    `folder` too, when given)."""
 
-    def __init__(self, port: int = 0, status: int = 200) -> None:
+    def __init__(self, port: int = 0, status: int = 200, folder: Path | None = None) -> None:
         inbox = self._inbox = _Inbox()
         self.status = status
+        self.folder = folder
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        numbers = itertools.count(1)
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -113,6 +130,9 @@ class SmsSink:
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 if sink.status < 300:
                     inbox.add(payload)
+                    if sink.folder is not None:
+                        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{next(numbers):05d}.json"
+                        (sink.folder / name).write_text(json.dumps(payload, indent=2) + "\n")
                 self.send_response(sink.status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -44,11 +44,12 @@ class LocalPlatform:
         self.data_dir = options.data_dir
         self.kafka = kafka_broker.KafkaBroker(self.data_dir / "kafka")
         self.postgres: postgres_server.PostgresServer | None = None
-        self.mail = mailcatcher.MailCatcher()
-        self.sms = mailcatcher.SmsSink()
+        self.mail = mailcatcher.MailCatcher(folder=self.data_dir / "mail")  # a Maildir a person can read
+        self.sms = mailcatcher.SmsSink(folder=self.data_dir / "sms")
         self.admin_key = secrets.token_urlsafe(24)
         self._jwt_secret = secrets.token_urlsafe(32)
         self.ports = {name: cache.free_port() for name in SERVICES}
+        self.metrics_ports = {name: cache.free_port() for name in SERVICES}  # the gateway serves /metrics itself
         self.gateway_port = options.gateway_port or cache.free_port()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -116,9 +117,10 @@ class LocalPlatform:
 
     def _spawn(self, name: str, env: dict[str, str]) -> None:
         logfile = (self.data_dir / "logs" / f"{name}.log").open("ab")
+        own = {"FLASHSALE_METRICS_PORT": str(self.metrics_ports[name])} if name in self.metrics_ports else {}
         self._procs[name] = subprocess.Popen(
             [sys.executable, "-m", "flashsale_tools.cli", "run", name],
-            env=env,
+            env={**env, **own},
             stdout=logfile,
             stderr=subprocess.STDOUT,
             start_new_session=True,
