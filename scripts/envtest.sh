@@ -26,40 +26,8 @@ case "$state" in /*) ;; *) state="$repo/$state" ;; esac
 log() { echo "envtest: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-# Go builds: static binaries, the local toolchain only, at the lowest CPU priority.
-go_env() { env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" "$@"; }
-
-# go_build_pinned DEST MODULE VERSION SIBLINGS SIBLING_VERSION LDFLAGS PACKAGE...
-# Builds PACKAGEs of MODULE@VERSION into DEST through a throwaway tools module. A module like k8s.io/kubernetes
-# replaces its sibling modules by local paths (./staging/src/k8s.io/api, ../api): each go.mod line matching the
-# extended regex SIBLINGS (group 1 = the sibling's module path) becomes a replace by its SIBLING_VERSION release.
-go_build_pinned() {
-  local dest=$1 module=$2 version=$3 siblings=$4 sibling_version=$5 ldflags=$6
-  shift 6
-  local src="$dest.src" started=$SECONDS
-  command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"  # the toolchain's usual home when PATH lacks it
-  command -v go >/dev/null || die "go is needed to build $module"
-  rm -rf "$src" && mkdir -p "$src"
-  log "building $* from $module@$version (module download + compile: minutes the first time)"
-  (
-    cd "$src"
-    go_env go mod init flashsale.local/envtest-tools >/dev/null 2>&1
-    local gomod edits=(-require="$module@$version") sibling pkg
-    gomod=$(go_env go list -m -f '{{.GoMod}}' "$module@$version")
-    while read -r sibling; do
-      edits+=(-replace="$sibling=$sibling@$sibling_version")
-    done < <(sed -En "s#$siblings#\1#p" "$gomod")
-    [ ${#edits[@]} -gt 1 ] || die "no sibling modules matched in $gomod"
-    for pkg in "$@"; do edits+=(-tool="$pkg"); done
-    go_env go mod edit "${edits[@]}"
-    go_env go mod tidy
-    log "modules ready after $((SECONDS - started)) s; compiling"
-    mkdir bin
-    go_env nice -n 19 go build -trimpath -ldflags "$ldflags" -o bin/ "$@"
-  )
-  rm -rf "$dest" && mv "$src/bin" "$dest" && rm -rf "$src"
-  log "built $module@$version in $((SECONDS - started)) s: $dest"
-}
+# shellcheck source=lib/go_tools.sh
+source "$repo/scripts/lib/go_tools.sh"
 
 # build_k8s: kube-apiserver and kubectl from k8s.io/kubernetes, its staging modules at the matching v0.Y.Z.
 build_k8s() {
