@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import logging
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 import psycopg
 import psycopg_pool
 
-from flashsale.common import errors
+from flashsale.common import errors, tracing
 from flashsale.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class Tx(Protocol):
         """Insert rows in bulk (COPY on PostgreSQL); Conflict when a row breaks a unique constraint (the
         transaction is then spoiled: let it roll back)."""
         ...
+
+
+_SYSTEMS = {"sqlite": "sqlite", "postgres": "postgresql"}  # OpenTelemetry's db.system.name values
 
 
 class Conflict(Exception):
@@ -92,13 +96,26 @@ class Database(abc.ABC):
         """Serialise concurrent migrators (a no-op where writers are already serialised)."""
 
     def run_sync(self, work: Callable[[Tx], T]) -> T:
-        """Run work in one transaction in the calling thread."""
+        """Run work in one transaction in the calling thread (a client span around it when traces are on)."""
+        if tracing.active():
+            return self._traced(work)
         with self.transaction() as tx:
             return work(tx)
 
+    def _traced(self, work: Callable[[Tx], T]) -> T:
+        operation = getattr(getattr(work, "func", work), "__name__", "")  # a partial's function
+        operation = operation if operation.isidentifier() else "transaction"  # not "<lambda>"
+        attributes = {"db.system.name": _SYSTEMS[self.dialect], "db.operation.name": operation}
+        name = f"{self.dialect} {operation}"
+        with tracing.span(name, kind=tracing.CLIENT, attributes=attributes), self.transaction() as tx:
+            return work(tx)
+
     async def run(self, work: Callable[[Tx], T]) -> T:
-        """Run work in one transaction in a worker thread."""
+        """Run work in one transaction in a worker thread (in the caller's trace context when traces are on)."""
         loop = asyncio.get_running_loop()
+        if tracing.active():
+            context = contextvars.copy_context()
+            return await loop.run_in_executor(self._executor, context.run, self.run_sync, work)
         return await loop.run_in_executor(self._executor, self.run_sync, work)
 
     def pool_stats(self) -> dict[str, int]:

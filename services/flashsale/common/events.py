@@ -6,7 +6,7 @@ import uuid
 
 from google.protobuf import any_pb2, message, timestamp_pb2
 
-from flashsale.common import errors, timeutil
+from flashsale.common import errors, timeutil, tracing
 from flashsale_api.v1 import events_pb2
 
 
@@ -19,10 +19,10 @@ def envelope(
     occurred_at: timestamp_pb2.Timestamp | None = None,
 ) -> events_pb2.EventEnvelope:
     """Wrap a payload in a new envelope: a fresh event id and the current time unless given (a caller building
-    many envelopes at once may pass one timestamp for all and ids of its own)."""
+    many envelopes at once may pass one timestamp for all and ids of its own), and the current trace context."""
     packed = any_pb2.Any()
     packed.Pack(payload)
-    return events_pb2.EventEnvelope(
+    env = events_pb2.EventEnvelope(
         event_id=event_id or uuid.uuid4().hex,
         type=event_type,
         occurred_at=occurred_at if occurred_at is not None else timeutil.to_timestamp(timeutil.now_ms()),
@@ -30,6 +30,8 @@ def envelope(
         source=source,
         payload=packed,
     )
+    tracing.inject(env.trace_context)  # the span it is made in, when traces are on (relayed later, too)
+    return env
 
 
 def decode(raw: bytes | None) -> events_pb2.EventEnvelope:

@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from flashsale.common import errors, metrics
+from flashsale.common import errors, metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class GrpcService:
         self.service_names = list(service_names)
         self.registry = registry if registry is not None else metrics.Registry()
         # the metrics interceptor outermost, so it counts the status the error interceptor aborts with
-        interceptors = [metrics.GrpcServerMetrics(self.registry), DomainErrorInterceptor()]
+        interceptors: list[Any] = [metrics.GrpcServerMetrics(self.registry), DomainErrorInterceptor()]
+        interceptors[1:1] = tracing.grpc_server_interceptors()  # inside the metrics, around the errors' status
         self.server = grpc.aio.server(interceptors=interceptors, options=_SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []

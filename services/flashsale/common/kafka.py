@@ -11,13 +11,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 
 import confluent_kafka
 import confluent_kafka.admin as admin
 
-from flashsale.common import backoff, errors, events, kafka_metrics, timeutil, topics
+from flashsale.common import backoff, errors, events, kafka_metrics, timeutil, topics, tracing
 from flashsale_api.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,11 @@ class EventProducer:
         value: bytes,
         on_done: Callable[[confluent_kafka.KafkaError | None], None],
         partition: int = -1,
+        trace_context: MutableMapping[str, str] | None = None,
     ) -> None:
-        """Queue one message (to a given partition, or the key's); on_done gets the delivery error or None."""
+        """Queue one message (to a given partition, or the key's); on_done gets the delivery error or None. When
+        traces are on, a traceparent header carries `trace_context` (an envelope's) or else the current context."""
+        headers = tracing.headers(trace_context) if tracing.active() else None
         counted = self._counted
         if counted is None:
             delivered = lambda err, _msg: on_done(err)  # noqa: E731
@@ -85,7 +88,9 @@ class EventProducer:
 
         while True:
             try:
-                self._producer.produce(topic, key=key.encode(), value=value, partition=partition, on_delivery=delivered)
+                self._producer.produce(
+                    topic, key=key.encode(), value=value, partition=partition, on_delivery=delivered, headers=headers
+                )
                 return
             except BufferError:
                 time.sleep(0.01)
@@ -136,7 +141,7 @@ class EventProducer:
         for topic, env in items:
             fut: asyncio.Future[None] = loop.create_future()
             futures.append(fut)
-            self.produce(topic, env.key, env.SerializeToString(), _resolver(loop, fut))
+            self.produce(topic, env.key, env.SerializeToString(), _resolver(loop, fut), trace_context=env.trace_context)
         for fut in futures:
             await fut
 
@@ -268,7 +273,11 @@ class EventConsumer:
         delays = backoff.Backoff(0.1, self._max_backoff)
         while not self._stop.is_set():
             try:
-                self._handler(events.decode(msg.value()))
+                env = events.decode(msg.value())
+                if tracing.active():
+                    self._traced(msg, env)
+                else:
+                    self._handler(env)
                 return True
             except errors.PermanentEventError as exc:
                 self._dead_letter(msg, str(exc))
@@ -282,6 +291,22 @@ class EventConsumer:
                     return True
             self._stop.wait(delays.next())
         return False
+
+    def _traced(self, msg: confluent_kafka.Message, env: events_pb2.EventEnvelope) -> None:
+        """Handle an envelope in a consumer span whose parent is the context it carries (or its record's)."""
+        carrier = dict(env.trace_context) or tracing.from_headers(msg.headers())
+        topic = msg.topic() or ""
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.consumer.group.name": self._group,
+            "messaging.kafka.offset": msg.offset() or 0,
+            "flashsale.event.type": env.type,
+        }
+        parent = tracing.extracted(carrier)
+        with tracing.span(f"process {topic}", context=parent, kind=tracing.CONSUMER, attributes=attributes):
+            self._handler(env)
 
     def _dead_letter(self, msg: confluent_kafka.Message, reason: str) -> None:
         topic = msg.topic() or "unknown"

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from flashsale.common import tracing
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
@@ -35,8 +37,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Route the root logger to stderr as JSON (or text) lines."""
+    """Route the root logger to stderr as JSON (or text) lines, with the current trace and span ids."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(tracing.TraceIds())  # trace_id and span_id while a span is current
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service))
     else:

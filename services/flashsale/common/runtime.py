@@ -11,7 +11,7 @@ from typing import Any
 import prometheus_client
 import prometheus_client.core
 
-from flashsale.common import database, grpc_server, kafka, kafka_metrics, logs, metrics, outbox, topics
+from flashsale.common import database, grpc_server, kafka, kafka_metrics, logs, metrics, outbox, topics, tracing
 from flashsale.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,9 @@ def _started(consumer: kafka.EventConsumer) -> Callable[[], Coroutine[Any, Any, 
 def build_runtime(
     name: str, settings: Settings, address: str, service_names: Sequence[str], migrations: Sequence[str]
 ) -> ServiceRuntime:
-    """Configure logging, open and migrate the database, connect Kafka and create the gRPC server."""
+    """Configure logging and traces, open and migrate the database, connect Kafka and create the gRPC server."""
     logs.configure_logging(name, settings.log_level, settings.log_format)
+    stop_tracing = tracing.configure(name)
     registry = metrics.registry()
     counted = kafka_metrics.KafkaMetrics(registry)
     db = database.open_database(settings, name)
@@ -99,6 +100,7 @@ def build_runtime(
         await relay.relay_once()
         await asyncio.to_thread(producer.close)
         await asyncio.to_thread(db.close)
+        await asyncio.to_thread(stop_tracing)
 
     server.on_shutdown(close)
     return ServiceRuntime(name, settings, db, producer, relay, server, counted)

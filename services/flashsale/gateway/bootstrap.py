@@ -12,7 +12,7 @@ import fastapi
 import uvicorn
 import uvloop
 
-from flashsale.common import logs, metrics, process
+from flashsale.common import logs, metrics, process, tracing
 from flashsale.common import settings as common_settings
 from flashsale.common.settings import Settings
 from flashsale.gateway import app as gateway_app
@@ -116,8 +116,11 @@ class GatewayServer:
 def assemble(settings: Settings, gateway: gateway_settings.GatewaySettings) -> fastapi.FastAPI:
     """The gateway app with its clients open and its metrics (HTTP, and gRPC on its clients) in one registry."""
     registry = metrics.registry()
-    clients = gateway_clients.open_clients(settings, metrics.GrpcClientMetrics(registry).interceptors())
-    return gateway_app.create_app(settings, clients, gateway, registry)
+    interceptors = [*metrics.GrpcClientMetrics(registry).interceptors(), *tracing.grpc_client_interceptors()]
+    clients = gateway_clients.open_clients(settings, interceptors)
+    app = gateway_app.create_app(settings, clients, gateway, registry)
+    tracing.instrument_http(app)
+    return app
 
 
 def build(
@@ -138,8 +141,12 @@ def _load() -> tuple[Settings, gateway_settings.GatewaySettings]:
 async def _serve(config: tuple[Settings, gateway_settings.GatewaySettings]) -> None:
     settings, gateway = config
     logs.configure_logging("gateway", settings.log_level, settings.log_format)
+    stop_tracing = tracing.configure("gateway")
     log.info("starting", extra={"host": settings.gateway_host, "port": settings.gateway_port})
-    await serve(settings, gateway)
+    try:
+        await serve(settings, gateway)
+    finally:
+        stop_tracing()
 
 
 async def serve(settings: Settings, gateway: gateway_settings.GatewaySettings) -> None:

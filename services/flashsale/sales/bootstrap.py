@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from flashsale.common import grpc_server, metrics, process, runtime, topics
+from flashsale.common import grpc_server, metrics, process, runtime, topics, tracing
 from flashsale.common.settings import Settings, load_settings
 from flashsale.sales import (
     catalog,
@@ -36,7 +36,8 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
     rt = runtime.build_runtime(NAME, settings, settings.sales_addr, [SERVICE_NAME], schema.MIGRATIONS)
     if products is None:
         client_metrics = metrics.GrpcClientMetrics(rt.registry)
-        adapter = catalog.GrpcProductCatalog(settings.product_addr, interceptors=client_metrics.interceptors())
+        interceptors = [*client_metrics.interceptors(), *tracing.grpc_client_interceptors()]
+        adapter = catalog.GrpcProductCatalog(settings.product_addr, interceptors=interceptors)
         rt.server.on_shutdown(adapter.close)
         products = adapter
     loop = asyncio.get_running_loop()

@@ -7,20 +7,21 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 
-from flashsale.common import database, errors, kafka, topics
+from flashsale.common import database, errors, kafka, topics, tracing
 from flashsale.sales import domain, pipeline_metrics, records, request_topics, sale_store, waiting
 
-Taker = Callable[[Sequence[tuple[domain.Sale, domain.PurchaseRequest]]], Awaitable[None]]
+Taker = Callable[[Sequence[tuple[domain.Sale, domain.PurchaseRequest]], Sequence[str]], Awaitable[None]]
 
 
 class Coalescer:
     """Takes the requests of concurrent single purchases together: every call made in one turn of the event
     loop goes out in one append (one record per partition), and each call returns once that append was
-    acknowledged or raises what it raised."""
+    acknowledged or raises what it raised. With traces on, each call's trace context goes with its request."""
 
     def __init__(self, take: Taker) -> None:
         self._take = take
         self._queued: list[tuple[domain.Sale, domain.PurchaseRequest]] = []
+        self._traces: list[str] = []
         self._done: asyncio.Future[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
 
@@ -32,13 +33,15 @@ class Coalescer:
             loop.call_soon(self._flush)
         done = self._done
         self._queued.append((sale, request))
+        if tracing.active():
+            self._traces.append(tracing.traceparent())
         await asyncio.shield(done)  # a caller that gives up does not cancel the others' append
 
     def _flush(self) -> None:
-        queued, done = self._queued, self._done
-        self._queued, self._done = [], None
+        queued, traces, done = self._queued, self._traces, self._done
+        self._queued, self._traces, self._done = [], [], None
         assert done is not None
-        task = asyncio.ensure_future(self._take(queued))
+        task = asyncio.ensure_future(self._take(queued, traces))
         self._running.add(task)
         task.add_done_callback(functools.partial(self._settle, done))
 
@@ -100,21 +103,42 @@ class Ingress:
         """Read the sale again on its next request (its stock or split changed)."""
         self._sales.pop(sale_id, None)
 
-    async def take(self, requests: Sequence[tuple[domain.Sale, domain.PurchaseRequest]]) -> None:
+    async def take(
+        self, requests: Sequence[tuple[domain.Sale, domain.PurchaseRequest]], traces: Sequence[str] = ()
+    ) -> None:
         """Append requests to their sales' request topics and wait for the broker: one record per partition
-        (routed by user), holding that partition's requests in the order given."""
-        by_sale: dict[str, tuple[domain.Sale, list[domain.PurchaseRequest]]] = {}
-        for sale, req in requests:
-            by_sale.setdefault(sale.sale_id, (sale, []))[1].append(req)
+        (routed by user), holding that partition's requests in the order given (with their traceparents when
+        `traces` holds one per request; the current one for all of them when traces are on and none are given)."""
+        if tracing.active():
+            await self._take_traced(requests, traces or [tracing.traceparent()] * len(requests))
+        else:
+            await self._append(requests, ())
+
+    async def _take_traced(
+        self, requests: Sequence[tuple[domain.Sale, domain.PurchaseRequest]], traces: Sequence[str]
+    ) -> None:
+        attributes = {"messaging.system": "kafka", "messaging.batch.message_count": len(requests)}
+        links = tracing.links(traces)
+        with tracing.span("append purchase requests", kind=tracing.PRODUCER, links=links, attributes=attributes):
+            await self._append(requests, traces)
+
+    async def _append(
+        self, requests: Sequence[tuple[domain.Sale, domain.PurchaseRequest]], traces: Sequence[str]
+    ) -> None:
+        by_sale: dict[str, tuple[domain.Sale, list[domain.PurchaseRequest], list[str]]] = {}
+        for index, (sale, req) in enumerate(requests):
+            _, taken, theirs = by_sale.setdefault(sale.sale_id, (sale, [], []))
+            taken.append(req)
+            if traces:
+                theirs.append(traces[index])
         items: list[tuple[str, int, str, bytes]] = []
-        for sale, taken in by_sale.values():
+        for sale, taken, theirs in by_sale.values():
             topic = topics.request_topic(sale.sale_id)
-            items.extend(
-                (topic, partition, sale.sale_id, value) for partition, value in records.group(sale.partitions, taken)
-            )
+            grouped = records.group(sale.partitions, taken, theirs)
+            items.extend((topic, partition, sale.sale_id, value) for partition, value in grouped)
         await self._producer.send_all(items)
         if self._telemetry is not None:
-            self._telemetry.taken((sale_id, len(taken)) for sale_id, (_, taken) in by_sale.items())
+            self._telemetry.taken((sale_id, len(taken)) for sale_id, (_, taken, _) in by_sale.items())
         self._decisions.waiters.taken([req.request_id for _, req in requests])
 
     async def purchase(self, sale: domain.Sale, request: domain.PurchaseRequest, wait_ms: int) -> domain.Decision:

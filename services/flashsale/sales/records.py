@@ -22,26 +22,45 @@ class MalformedRecord(ValueError):
     """A record of the request topic that cannot be read as purchases."""
 
 
-def group(partitions: int, requests: Sequence[domain.PurchaseRequest]) -> list[tuple[int, bytes]]:
+def group(
+    partitions: int, requests: Sequence[domain.PurchaseRequest], traces: Sequence[str] = ()
+) -> list[tuple[int, bytes]]:
     """(partition, record) pairs for requests of one sale: one record per partition (more when one would be
-    larger than MAX_PER_RECORD), each keeping the requests' order."""
+    larger than MAX_PER_RECORD), each keeping the requests' order; `traces`, when given, holds each request's
+    traceparent."""
     by_partition: dict[int, list[domain.PurchaseRequest]] = {}
+    traced: dict[int, list[str]] = {}
     for req in requests:
         by_partition.setdefault(partitioning.partition_of(req.user_id, partitions), []).append(req)
+    for req, trace in zip(requests, traces, strict=True) if traces else ():
+        traced.setdefault(partitioning.partition_of(req.user_id, partitions), []).append(trace)
     out = []
     for partition, taken in by_partition.items():
+        theirs = traced.get(partition, [])
         for start in range(0, len(taken), MAX_PER_RECORD):
-            out.append((partition, encode(taken[start : start + MAX_PER_RECORD])))
+            end = start + MAX_PER_RECORD
+            out.append((partition, encode(taken[start:end], theirs[start:end])))
     return out
 
 
-def encode(requests: Sequence[domain.PurchaseRequest]) -> bytes:
-    """One record holding these requests, in order."""
+def encode(requests: Sequence[domain.PurchaseRequest], traces: Sequence[str] = ()) -> bytes:
+    """One record holding these requests, in order (and their traceparents, when given)."""
     return sales_pb2.PurchaseRecord(
         request_ids=[r.request_id for r in requests],
         user_ids=[r.user_id for r in requests],
         quantities=[r.quantity for r in requests],
+        traceparents=traces,
     ).SerializeToString()
+
+
+def traceparents(value: bytes) -> list[str]:
+    """The traceparents a record carries for its purchases (none when it was taken with traces off)."""
+    record = sales_pb2.PurchaseRecord()
+    try:
+        record.ParseFromString(value)
+    except google.protobuf.message.DecodeError:
+        return []
+    return [t for t in record.traceparents if t]
 
 
 def decode(value: bytes, offset: int, arrived_at: int) -> list[ledger.Request]:

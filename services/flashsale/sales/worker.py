@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import confluent_kafka
 
-from flashsale.common import backoff, database, errors, kafka, kafka_metrics, topics
+from flashsale.common import backoff, database, errors, kafka, kafka_metrics, topics, tracing
 from flashsale.sales import domain, ledger, offset_store, pipeline_metrics, publisher, records, rounds, sale_store
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class _Pending:
     due: float  # monotonic time by which they are decided even if the batch is not full
     offsets: list[int] = dataclasses.field(default_factory=list)  # of the records read, in log order
     requests: list[ledger.Request] = dataclasses.field(default_factory=list)  # the records' purchases, in order
+    traces: list[str] = dataclasses.field(default_factory=list)  # their traceparents (when traces are on)
 
 
 class SalesWorker:
@@ -182,6 +183,7 @@ class SalesWorker:
             self._telemetry.holding(dict(per_sale))
 
     def _run(self) -> None:
+        traced = tracing.active()
         try:
             while not self._stop.is_set():
                 self._apply_acks()
@@ -201,6 +203,8 @@ class SalesWorker:
                         held = self._pending[key] = _Pending(now + self._linger)
                     held.offsets.append(msg.offset() or 0)
                     held.requests.extend(_requests(msg))
+                    if traced:
+                        held.traces.extend(records.traceparents(msg.value() or b""))
                 drained = len(msgs) < self._batch_max  # nothing more is buffered locally right now
                 ready = {
                     key: held
@@ -211,7 +215,9 @@ class SalesWorker:
                 }
                 for key in ready:
                     del self._pending[key]
-                if ready:
+                if ready and traced:
+                    self._decide_traced(ready)
+                elif ready:
                     self._decide_round(ready)
         except Exception:
             log.exception("sales worker crashed")
@@ -229,6 +235,19 @@ class SalesWorker:
 
     def _next_due(self) -> float:
         return min(held.due for held in self._pending.values())
+
+    def _decide_traced(self, ready: dict[rounds.Key, _Pending]) -> None:
+        """A round in a span linked to every request it decides (up to the SDK's link limit); the decisions'
+        events carry the round's context."""
+        links = tracing.links(t for held in ready.values() for t in held.traces)
+        attributes = {
+            "flashsale.round.requests": sum(len(held.requests) for held in ready.values()),
+            "flashsale.round.partitions": len(ready),
+            "messaging.system": "kafka",
+            "messaging.consumer.group.name": self._group,
+        }
+        with tracing.span("sales round", kind=tracing.CONSUMER, links=links, attributes=attributes):
+            self._decide_round(ready)
 
     def _decide_round(self, ready: dict[rounds.Key, _Pending]) -> None:
         """Decide the ready batches of every partition in one transaction, then publish them."""
