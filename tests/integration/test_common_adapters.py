@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import confluent_kafka
 import pytest
@@ -168,3 +169,43 @@ def test_consumer_retries_temporary_failures_without_skipping(kafka: kafka_broke
         consumer.stop()
         pub.close()
     assert calls == ["once", "once", "once"]
+
+
+def _start_together(settings: Settings, schema: str, processes: int) -> list[BaseException]:
+    """`processes` threads open and migrate one schema at the same moment; what they raised."""
+    gate = threading.Barrier(processes)
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            gate.wait()
+            db = database.open_database(settings, schema)
+            try:
+                db.migrate([outbox.MIGRATION, *MIGRATIONS])
+            finally:
+                db.close()
+        except BaseException as exc:  # collected and asserted by the caller
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_replicas_starting_at_once_migrate_one_postgres_schema(postgres_dsn: str, tmp_path: Path) -> None:
+    """Processes of one service starting together (a sales process and its workers, replicas of a Deployment)
+    create and migrate its schema once between them, none failing on a concurrent CREATE ... IF NOT EXISTS."""
+    settings = Settings(db_backend="postgres", postgres_dsn=postgres_dsn, sqlite_dir=tmp_path)
+    for attempt in range(5):
+        schema = f"race{attempt}_{uuid.uuid4().hex[:6]}"
+        failures = _start_together(settings, schema, 6)
+        assert not failures, failures
+        db = database.open_database(settings, schema)
+        try:
+            applied = db.run_sync(lambda tx: tx.fetchall("SELECT version FROM schema_migrations ORDER BY version"))
+        finally:
+            db.close()
+        assert [row[0] for row in applied] == [1, 2]

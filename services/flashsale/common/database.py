@@ -80,6 +80,7 @@ class Database(abc.ABC):
     def migrate(self, migrations: Sequence[str]) -> None:
         """Apply the migrations not applied yet, in order, each in its own transaction."""
         with self.transaction() as tx:
+            self._lock_migrations(tx)  # CREATE TABLE IF NOT EXISTS races with a concurrent one on PostgreSQL
             tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
         for version, script in enumerate(migrations, start=1):
             with self.transaction() as tx:
@@ -226,7 +227,8 @@ class PostgresDatabase(Database):
     def __init__(self, dsn: str, schema: str, pool_size: int) -> None:
         super().__init__(workers=pool_size)
         self.schema = schema
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn) as conn, conn.transaction():  # replicas starting at once: one creates it
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema,))
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         self._pool = psycopg_pool.ConnectionPool(
             dsn,
