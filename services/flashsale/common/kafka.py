@@ -238,6 +238,8 @@ class EventConsumer:
 
     def start(self) -> None:
         """Subscribe and start consuming in the background."""
+        if self._counted is not None:
+            self._counted.subscribed(self._group, self._subscriptions)
         self._consumer.subscribe(self._subscriptions)
         self._thread.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import prometheus_client
@@ -66,6 +67,14 @@ class KafkaMetrics:
     def consumed(self, group: str, topic: str, count: int = 1) -> None:
         """Count records a group read."""
         self._child(self._consumed, group, topic).inc(count)
+
+    def subscribed(self, group: str, topics: Iterable[str]) -> None:
+        """Create a group's consumed and dead-lettered series of its topics at 0 (they exist before any record)."""
+        for topic in topics:
+            if topic.startswith("^"):  # a pattern, not a topic
+                continue
+            self._child(self._consumed, group, topic)
+            self._child(self._dead, group, topic)
 
     def dead_lettered(self, group: str, topic: str) -> None:
         """Count a record sent to the dead-letter topic."""

@@ -6,6 +6,7 @@ import email.message
 import logging
 import smtplib
 import time
+import typing
 from collections.abc import Callable
 
 import httpx
@@ -97,6 +98,9 @@ class Channels:
             ("channel", "result"),
             registry=registry if registry is not None else metrics.Registry(),
         )
+        for channel in typing.get_args(domain.Channel):  # every series exists from the start, at 0
+            for result in typing.get_args(domain.Status):
+                self._delivered.labels(channel, result)
         self._email = email
         self._sms = sms
         self._attempts = attempts

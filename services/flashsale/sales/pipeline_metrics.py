@@ -14,6 +14,7 @@ from flashsale.common import database, metrics
 from flashsale.sales import domain, sale_store
 
 ROUND_SIZES = (1, 10, 50, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
+_OUTCOMES = tuple(o.value for o in domain.Outcome if o is not domain.Outcome.PENDING)
 Batch = tuple[str, Sequence[domain.Decision], Sequence[int], int]  # sale id, decisions, arrivals, units refilled
 
 
@@ -56,6 +57,7 @@ class PipelineMetrics:
             registry=reg,
         )  # fmt: skip
         self._holding: set[str] = set()
+        self._decided: set[str] = set()
 
     def taken(self, counts: Iterable[tuple[str, int]]) -> None:
         """Requests appended, as (sale id, count) pairs."""
@@ -68,6 +70,12 @@ class PipelineMetrics:
         round's duration and size."""
         refilled: dict[str, int] = {}
         for sale_id, made, arrivals, moved in batches:
+            if sale_id not in self._decided:  # its series exist from its first round, at 0
+                self._decided.add(sale_id)
+                for outcome in _OUTCOMES:
+                    self._decisions.labels(sale_id, outcome)
+                self._refills.labels(sale_id)
+                self._refilled.labels(sale_id)
             if made:
                 decided_at = made[0].decided_at  # one round, one time
                 for outcome, count in collections.Counter(d.outcome.value for d in made).items():

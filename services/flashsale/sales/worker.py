@@ -19,7 +19,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import confluent_kafka
@@ -276,6 +276,17 @@ class SalesWorker:
             state.decided = max(state.decided, batch.end)
             committed.append((state, batch))
         self._publisher.publish(committed)
+        self._commit_to_kafka(result.batches)
+
+    def _commit_to_kafka(self, batches: Sequence[rounds.Decided]) -> None:
+        """Tell Kafka how far the partitions are decided, so the group's lag is right for every tool (the
+        worker's own metrics, kafka-consumer-groups, an exporter). Only informative: an owner starts from the
+        offsets stored with the decisions, never from these."""
+        offsets = [confluent_kafka.TopicPartition(b.topic, b.partition, b.end) for b in batches]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except confluent_kafka.KafkaException as exc:  # e.g. revoked meanwhile: the next round commits again
+            log.debug("decided offsets not committed to Kafka", extra={"reason": str(exc)})
 
     def _apply_acks(self) -> None:
         """What Kafka acknowledged advances each partition's published offset, in order; a failure marks the
