@@ -7,7 +7,7 @@ SCRIPTS := scripts/repeat_tests.py scripts/bench_against.py
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up test check lint typecheck unit integration e2e faults operator faults-repeat \
+.PHONY: help install demo up test check lint typecheck unit integration e2e faults operator observability faults-repeat \
 	bench loadtest proto proto-check envtest-up envtest-down clean
 
 help: ## list the targets
@@ -50,6 +50,9 @@ faults: install ## a worker killed, the broker and PostgreSQL restarted, replays
 
 operator: install ## the operator against a real kube-apiserver and etcd (built once, cached)
 	$(PYTEST) -m operator
+
+observability: install ## metrics, dashboards, alerts and traces on real Prometheus, promtool and Jaeger (built once)
+	$(PYTEST) -m observability
 
 N ?= 20
 faults-repeat: install ## the fault tests N times in a row, failures by test (make faults-repeat N=20)

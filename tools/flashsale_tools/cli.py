@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import signal
@@ -26,22 +27,34 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from flashsale_tools.platform import supervisor
+    from flashsale_tools.platform import observed, supervisor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    options = supervisor.PlatformOptions(
-        data_dir=Path(args.data_dir), backend="postgres" if args.postgres else "sqlite", gateway_port=args.port
-    )
-    with supervisor.LocalPlatform(options) as platform:
+    data_dir = Path(args.data_dir)
+    with contextlib.ExitStack() as stack:
+        watching = stack.enter_context(observed.Observed(data_dir / "observe")) if args.observe else None
+        options = supervisor.PlatformOptions(
+            data_dir=data_dir,
+            backend="postgres" if args.postgres else "sqlite",
+            gateway_port=args.port,
+            extra_env=tuple(watching.env().items()) if watching else (),
+            sales_workers=args.sales_workers,
+        )
+        platform = stack.enter_context(supervisor.LocalPlatform(options))
+        if watching:
+            watching.watch(platform)
         print(f"Flashsale is up: gateway {platform.gateway_url} (OpenAPI at {platform.gateway_url}/openapi.json)")
         print(f"  admin key (X-Admin-Key): {platform.admin_key}")
         print(f"  Kafka: {platform.kafka.bootstrap_servers}; SMTP sink: 127.0.0.1:{platform.mail.port}")
         scraped = ", ".join(f"{name} :{port}" for name, port in platform.metrics_ports.items())
         print(f"  metrics (/metrics): {scraped}, gateway {platform.gateway_url}/metrics")
         print(f"  e-mails caught: {platform.data_dir / 'mail'} (a Maildir); SMS: {platform.data_dir / 'sms'}")
+        if watching:
+            print(f"  Prometheus: {watching.prometheus.url} (alert rules loaded; every process scraped each second)")
+            print(f"  traces: Jaeger query API {watching.jaeger.query_url}/api/traces?service=flashsale-gateway")
         print(f"  logs: {platform.data_dir / 'logs'}; Ctrl-C to stop")
         while not stop.wait(1.0):
             dead = [name for name, alive in platform.running().items() if not alive]
@@ -79,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     up_p.add_argument("--postgres", action="store_true", help="store on PostgreSQL instead of SQLite")
     up_p.add_argument("--data-dir", default="var/platform", help="folder for data and logs")
     up_p.add_argument("--port", type=int, default=8080, help="gateway port")
+    up_p.add_argument("--observe", action="store_true", help="also run Prometheus and Jaeger, every process sending")
+    up_p.add_argument("--sales-workers", type=int, default=0, help="sales worker processes (0: the sales process)")
     up_p.set_defaults(func=_up)
 
     sale_p = sub.add_parser("sale", help="drive a FlashSale manifest against the local platform (no Kubernetes)")

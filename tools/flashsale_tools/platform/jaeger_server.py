@@ -253,9 +253,19 @@ class JaegerServer:
         """The names of the services that sent spans."""
         return sorted(self._api("/api/services") or [])
 
-    def traces(self, service: str, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest traces of ``service`` (Jaeger JSON: ``traceID``, ``spans`` with ``references``, ``processes``)."""
-        return list(self._api("/api/traces", {"service": service, "limit": limit}) or [])
+    def traces(
+        self, service: str, limit: int = 20, operation: str = "", start_us: int = 0, end_us: int = 0
+    ) -> list[dict[str, Any]]:
+        """The latest traces of ``service`` in Jaeger JSON (``traceID``, ``spans`` with ``references``,
+        ``processes``), of one operation and between two times (µs since the epoch) when given."""
+        params: dict[str, str | int] = {"service": service, "limit": limit}
+        if operation:
+            params["operation"] = operation
+        if start_us:
+            params["start"] = start_us
+        if end_us:
+            params["end"] = end_us
+        return list(self._api("/api/traces", params) or [])
 
     def trace(self, trace_id: str) -> dict[str, Any]:
         """One trace by its hex id; raise JaegerApiError when it is unknown."""

@@ -30,7 +30,7 @@ class Paths:
     jaeger: pathlib.Path
 
 
-def _repo_root() -> pathlib.Path:
+def repo_root() -> pathlib.Path:
     """Return the checkout holding scripts/observability.sh (this module lives in tools/flashsale_tools/platform/)."""
     root = pathlib.Path(__file__).resolve().parents[3]
     if not (root / "scripts" / "observability.sh").is_file():
@@ -75,7 +75,7 @@ def parse_paths(text: str) -> Paths:
 
 def ensure_built(*, repo: pathlib.Path | None = None) -> Paths:
     """Install Prometheus and build Jaeger when missing (idempotent, one build at a time); return their paths."""
-    root = repo if repo is not None else _repo_root()
+    root = repo if repo is not None else repo_root()
     with (cache.cache_dir() / "observability-build.lock").open("a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         _script(root, "build", timeout=BUILD_TIMEOUT_S)

@@ -34,6 +34,7 @@ class PlatformOptions:
     backend: str = "sqlite"
     gateway_port: int = 0
     extra_env: tuple[tuple[str, str], ...] = ()
+    sales_workers: int = 0  # 0: the sales process decides too; N: it only takes requests, N sales-worker-K decide
 
 
 class LocalPlatform:
@@ -48,8 +49,9 @@ class LocalPlatform:
         self.sms = mailcatcher.SmsSink(folder=self.data_dir / "sms")
         self.admin_key = secrets.token_urlsafe(24)
         self._jwt_secret = secrets.token_urlsafe(32)
-        self.ports = {name: cache.free_port() for name in SERVICES}
-        self.metrics_ports = {name: cache.free_port() for name in SERVICES}  # the gateway serves /metrics itself
+        self.workers = tuple(f"sales-worker-{k}" for k in range(1, options.sales_workers + 1))
+        self.ports = {name: cache.free_port() for name in (*SERVICES, *self.workers)}
+        self.metrics_ports = {name: cache.free_port() for name in self.ports}  # the gateway serves /metrics itself
         self.gateway_port = options.gateway_port or cache.free_port()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -77,8 +79,10 @@ class LocalPlatform:
         )
         if self.postgres is not None:
             env["FLASHSALE_POSTGRES_DSN"] = self.postgres.dsn
-        for name, port in self.ports.items():
-            env[f"FLASHSALE_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
+        for name in SERVICES:
+            env[f"FLASHSALE_{name.upper()}_ADDR"] = f"127.0.0.1:{self.ports[name]}"
+        if self.workers:
+            env["FLASHSALE_SALES_WORKER"] = "false"
         env.update(dict(self.options.extra_env))
         return env
 
@@ -100,9 +104,9 @@ class LocalPlatform:
             self.mail.start()
             self.sms.start()
             env = self.env()
-            for name in SERVICES:
+            for name in (*SERVICES, *self.workers):
                 self._spawn(name, env)
-            for name in SERVICES:
+            for name in (*SERVICES, *self.workers):
                 self._wait_healthy(name)
             self._spawn("gateway", env)
             self._wait_gateway()
@@ -115,11 +119,21 @@ class LocalPlatform:
         path.mkdir(exist_ok=True)
         return path
 
+    def scrape_targets(self) -> dict[str, list[str]]:
+        """What a Prometheus scrapes (/metrics), by job: flashsale-<process>, the gateway included."""
+        targets = {f"flashsale-{name}": [f"127.0.0.1:{port}"] for name, port in self.metrics_ports.items()}
+        targets["flashsale-gateway"] = [f"127.0.0.1:{self.gateway_port}"]
+        return targets
+
     def _spawn(self, name: str, env: dict[str, str]) -> None:
         logfile = (self.data_dir / "logs" / f"{name}.log").open("ab")
         own = {"FLASHSALE_METRICS_PORT": str(self.metrics_ports[name])} if name in self.metrics_ports else {}
+        if name in self.workers:  # a sales process of its own that only decides
+            own |= {"FLASHSALE_SALES_ADDR": f"127.0.0.1:{self.ports[name]}", "FLASHSALE_SALES_WORKER": "true"}
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") and "OTEL_SERVICE_NAME" not in env:
+            own["OTEL_SERVICE_NAME"] = f"flashsale-{name}"
         self._procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "flashsale_tools.cli", "run", name],
+            [sys.executable, "-m", "flashsale_tools.cli", "run", "sales" if name in self.workers else name],
             env={**env, **own},
             stdout=logfile,
             stderr=subprocess.STDOUT,
@@ -162,13 +176,25 @@ class LocalPlatform:
                 raise TimeoutError(f"gateway not ready within {timeout}s")
             time.sleep(0.2)
 
+    def terminate(self, name: str, timeout: float = 20.0) -> int:
+        """Stop one process (SIGTERM, then SIGKILL) and return its exit code; the others keep running."""
+        proc = self._procs[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
+
     def running(self) -> dict[str, bool]:
         """Which processes are still running."""
         return {name: proc.poll() is None for name, proc in self._procs.items()}
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the gateway, then the services (SIGTERM, then SIGKILL), then the backends."""
-        for name in ["gateway", *reversed(SERVICES)]:
+        for name in ["gateway", *reversed(self.workers), *reversed(SERVICES)]:
             proc = self._procs.get(name)
             if proc is not None and proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
