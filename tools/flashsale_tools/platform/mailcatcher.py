@@ -84,6 +84,8 @@ class MailCatcher:
         self._inbox = _Inbox()
         self.port = port or cache.free_port()
         self.folder = folder
+        if folder is not None:
+            folder.parent.mkdir(parents=True, exist_ok=True)  # Maildir creates its folder, not the parents
         maildir = mailbox.Maildir(folder, create=True) if folder is not None else None
         self._controller = controller.Controller(
             _SmtpHandler(self._inbox, maildir), hostname="127.0.0.1", port=self.port
