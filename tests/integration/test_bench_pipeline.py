@@ -7,7 +7,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flashsale_tools.bench import batched_latency, core, pipeline_decide, registry, sale_fixture, sales_ingress
+from flashsale_tools.bench import (
+    batched_latency,
+    core,
+    metrics_cost,
+    pipeline_decide,
+    registry,
+    sale_fixture,
+    sales_ingress,
+)
 from flashsale_tools.platform import kafka_broker, postgres_server
 
 TINY = core.Workload(stock=50, users=100, purchases=200, concurrency=4, in_flight=20, redis_ceiling_requests=1)
@@ -79,3 +87,15 @@ async def test_batched_ingress_takes_every_request_and_sells_exactly_the_stock(e
     assert result.notes["streams"] == 3
     assert result.p99_ms is not None and 0 < result.p99_ms < batched_latency.WAIT_S * 1000
     assert result.notes["undecided_in_wait"] == 0
+
+
+async def test_the_metrics_cost_modes_compare_runs_with_and_without_metrics(env: core.BenchEnv) -> None:
+    for run in (metrics_cost.run_pipeline, metrics_cost.run_ingress):
+        result = await run(TINY, env, rounds=1, scale=1)
+        assert result.oversold == 0
+        assert result.accepted == TINY.stock
+        assert result.rate_per_s > 0
+        assert len(result.notes["with_per_s"]) == len(result.notes["without_per_s"]) == 1  # type: ignore[arg-type]
+        assert result.notes["on/off"] == pytest.approx(
+            result.rate_per_s / result.notes["without_metrics_per_s"], rel=0.01
+        )  # type: ignore[operator]

@@ -24,7 +24,8 @@ def test_baselines_only_leave_pipeline_keys_out_and_targets_unmeasured() -> None
     assert doc["ratios"] == {}
     assert doc["targets"]["c/a"] == {"op": ">=", "threshold": 30, "value": None, "met": None}
     assert doc["targets"]["oversold"]["met"] is True
-    assert [spec.letter for spec in report.missing(results)] == ["c", "e", "f"]
+    assert [spec.letter for spec in report.missing(results)] == ["c", "e", "f", "m", "n"]
+    assert doc["targets"]["m on/off"]["met"] is None
     assert report.exit_code(results, {}) == 0
 
 
@@ -37,6 +38,8 @@ def test_every_mode_gives_ratios_and_targets() -> None:
         "e": _result(3000, 9000.0),
         "f": _result(150_000, 40.0),
         "g": _result(100_000),
+        "m": core.ModeResult(118_000, None, 0, 100, notes={"without_metrics_per_s": 120_000, "on/off": 0.9833}),
+        "n": core.ModeResult(140_000, None, 0, 100, notes={"without_metrics_per_s": 150_000, "on/off": 0.9333}),
     }
     assert report.ratios(results) == pytest.approx({"c/a": 60.0, "c/b": 30.0, "c/g": 1.2, "e/d": 0.6})
     doc = report.build_report(results)
@@ -48,6 +51,8 @@ def test_every_mode_gives_ratios_and_targets() -> None:
     assert targets["e/d"] == {"op": ">=", "threshold": 0.8, "value": 0.6, "met": False}
     assert targets["batched_ingress_per_s"]["met"] is True
     assert targets["p99_ms"]["met"] is True
+    assert targets["m on/off"] == {"op": ">=", "threshold": 0.97, "value": 0.983, "met": True}
+    assert targets["n on/off"] == {"op": ">=", "threshold": 0.97, "value": 0.933, "met": False}
     assert set(doc) == {spec.key for spec in report.SPECS} | {"p99_ms", "oversold", "ratios", "targets"}
 
 

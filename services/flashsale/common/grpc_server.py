@@ -96,15 +96,21 @@ class GrpcService:
     """One process's gRPC server plus the background tasks and shutdown hooks around it."""
 
     def __init__(
-        self, name: str, address: str, service_names: Sequence[str], registry: metrics.Registry | None = None
+        self,
+        name: str,
+        address: str,
+        service_names: Sequence[str],
+        registry: metrics.Registry | None = None,
+        *,
+        record: bool = True,
     ) -> None:
         self.name = name
         self.address = address
         self.service_names = list(service_names)
         self.registry = registry if registry is not None else metrics.Registry()
-        # the metrics interceptor outermost, so it counts the status the error interceptor aborts with
-        interceptors: list[Any] = [metrics.GrpcServerMetrics(self.registry), DomainErrorInterceptor()]
-        interceptors[1:1] = tracing.grpc_server_interceptors()  # inside the metrics, around the errors' status
+        # the metrics interceptor (when recording) outermost, then the server span, both around the errors' status
+        interceptors: list[Any] = [metrics.GrpcServerMetrics(self.registry)] if record else []
+        interceptors += [*tracing.grpc_server_interceptors(), DomainErrorInterceptor()]
         self.server = grpc.aio.server(interceptors=interceptors, options=_SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []

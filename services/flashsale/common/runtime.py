@@ -27,7 +27,12 @@ class ServiceRuntime:
     producer: kafka.EventProducer
     relay: outbox.OutboxRelay
     server: grpc_server.GrpcService
-    counted: kafka_metrics.KafkaMetrics  # Kafka records produced, consumed, dead-lettered; consumer lag
+    counted: kafka_metrics.KafkaMetrics | None  # Kafka records produced, consumed, dead-lettered; consumer lag
+
+    @property
+    def recording(self) -> bool:
+        """Whether the hot paths record metrics (they do when the process serves them: FLASHSALE_METRICS_PORT)."""
+        return self.counted is not None
 
     @property
     def registry(self) -> metrics.Registry:
@@ -78,13 +83,14 @@ def build_runtime(
     logs.configure_logging(name, settings.log_level, settings.log_format)
     stop_tracing = tracing.configure(name)
     registry = metrics.registry()
-    counted = kafka_metrics.KafkaMetrics(registry)
+    recording = bool(settings.metrics_port)  # no endpoint: nothing is recorded on the hot paths either
+    counted = kafka_metrics.KafkaMetrics(registry) if recording else None
     db = database.open_database(settings, name)
     db.migrate([outbox.MIGRATION, *migrations])
     kafka.ensure_topics(settings.kafka_bootstrap, topics.ALL, settings.kafka_partitions)
     producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}", counted)
     relay = outbox.OutboxRelay(db, producer)
-    server = grpc_server.GrpcService(name, address, service_names, registry)
+    server = grpc_server.GrpcService(name, address, service_names, registry, record=recording)
     server.add_background(relay.run)
     metrics.Callback(registry, lambda: _database_figures(db))
     if settings.metrics_port:

@@ -41,7 +41,10 @@ class Settings(pydantic_settings.BaseSettings):
     gateway_host: str = pydantic.Field("127.0.0.1", description="Interface the HTTP gateway binds.")
     metrics_host: str = pydantic.Field("127.0.0.1", description="Interface the Prometheus metrics endpoint binds.")
     metrics_port: int = pydantic.Field(
-        0, ge=0, le=65535, description="Port of the process's Prometheus metrics endpoint (/metrics); 0: none."
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the process's Prometheus metrics endpoint (/metrics); 0: none, and nothing recorded.",
     )
     gateway_port: int = pydantic.Field(8080, ge=1, le=65535, description="Port of the HTTP gateway.")
     sales_worker: bool = pydantic.Field(

@@ -35,13 +35,13 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
     """
     rt = runtime.build_runtime(NAME, settings, settings.sales_addr, [SERVICE_NAME], schema.MIGRATIONS)
     if products is None:
-        client_metrics = metrics.GrpcClientMetrics(rt.registry)
-        interceptors = [*client_metrics.interceptors(), *tracing.grpc_client_interceptors()]
+        client_metrics = metrics.GrpcClientMetrics(rt.registry).interceptors() if rt.recording else []
+        interceptors = [*client_metrics, *tracing.grpc_client_interceptors()]
         adapter = catalog.GrpcProductCatalog(settings.product_addr, interceptors=interceptors)
         rt.server.on_shutdown(adapter.close)
         products = adapter
     loop = asyncio.get_running_loop()
-    telemetry = pipeline_metrics.PipelineMetrics(rt.registry)
+    telemetry = pipeline_metrics.PipelineMetrics(rt.registry) if rt.recording else None
     pipeline_metrics.sale_figures(rt.registry, rt.db)
     waiters = waiting.Waiters(loop)
     decisions = waiting.Decisions(rt.db, waiters)

@@ -191,7 +191,8 @@ class SalesWorker:
                 wait = 0.05 if not self._pending else max(0.0, self._next_due() - time.monotonic())
                 msgs = self._fetch(min(wait, 0.05))
                 if msgs and self._counted is not None:
-                    for topic, count in collections.Counter(m.topic() or "" for m in msgs).items():
+                    read = (m.topic() or "" for m in msgs if m.error() is None)  # not an error event's
+                    for topic, count in collections.Counter(read).items():
                         self._counted.consumed(self._group, topic, count)
                 now = time.monotonic()
                 for msg in msgs:

@@ -14,9 +14,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from flashsale.common import database, kafka
-from flashsale.sales import domain, worker
-from flashsale_tools.bench import core, sale_fixture
+from flashsale.common import database, kafka, kafka_metrics, metrics
+from flashsale.sales import domain, pipeline_metrics, worker
+from flashsale_tools.bench import core, sale_fixture, scraper
 
 DEFAULT_POOL = 4
 TIMEOUT_S = 600.0
@@ -57,17 +57,32 @@ def decide_all(
     total: int,
     batch_max: int,
     wrap: Callable[[worker.SalesWorker], None] | None = None,
+    recording: bool = False,
 ) -> Decided:
     """Run a SalesWorker (own consumer group) until `total` decisions were made and published; stop it.
 
-    `wrap` may instrument the worker before it starts (the profiler does).
+    `wrap` may instrument the worker before it starts (the profiler does). `recording` gives the worker and its
+    producer the metrics a sales process records, collected as a Prometheus scrape would every second.
     """
     db = database.PostgresDatabase(sale.dsn, sale_fixture.SCHEMA, DEFAULT_POOL)
-    producer = kafka.EventProducer(sale.bootstrap, "bench-pipeline")
+    registry = metrics.registry()
+    counted = kafka_metrics.KafkaMetrics(registry) if recording else None
+    telemetry = pipeline_metrics.PipelineMetrics(registry) if recording else None
+    producer = kafka.EventProducer(sale.bootstrap, "bench-pipeline", counted)
     tally = _Tally(total)
-    decider = worker.SalesWorker(db, sale.bootstrap, producer, tally, batch_max, group=f"bench-{uuid.uuid4().hex}")
+    decider = worker.SalesWorker(
+        db,
+        sale.bootstrap,
+        producer,
+        tally,
+        batch_max,
+        group=f"bench-{uuid.uuid4().hex}",
+        telemetry=telemetry,
+        counted=counted,
+    )
     if wrap is not None:
         wrap(decider)
+    scraping = scraper.Scraper(registry) if recording else None
     try:
         began = time.perf_counter()
         decider.start()
@@ -78,11 +93,20 @@ def decide_all(
             raise core.BenchError(f"the worker decided {tally.count} of {total} requests in {TIMEOUT_S:.0f}s")
         finished = time.perf_counter()
     finally:
+        if scraping is not None:
+            scraping.stop()
         decider.stop()
         producer.close()
         db.close()
+    if recording and _total(registry, "flashsale_decisions_total") != total:
+        raise core.BenchError("with metrics on, the worker's decisions were not all counted")
     first = (tally.first_at or began) - began
     return Decided(finished - began, first, finished - warm, warm - began)
+
+
+def _total(registry: metrics.Registry, sample: str) -> float:
+    """The sum of a metric's samples of that name (every label set)."""
+    return sum(s.value for family in registry.collect() for s in family.samples if s.name == sample)
 
 
 async def run(workload: core.Workload, env: core.BenchEnv, batch_max: int = 5000) -> core.ModeResult:

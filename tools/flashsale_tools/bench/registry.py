@@ -6,6 +6,7 @@ from flashsale_tools.bench import (
     conditional_update,
     core,
     grpc_echo,
+    metrics_cost,
     naive_for_update,
     pipeline_decide,
     redis_lua,
@@ -20,4 +21,6 @@ MODES: list[core.Mode] = [
     core.Mode("d", grpc_echo.run),
     core.Mode("e", sales_ingress.run_unary),
     core.Mode("f", sales_ingress.run_batched),
+    core.Mode("m", metrics_cost.run_pipeline),
+    core.Mode("n", metrics_cost.run_ingress),
 ]

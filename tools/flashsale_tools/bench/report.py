@@ -30,6 +30,8 @@ SPECS = (
     ModeSpec("e", "purchase_unary_per_s", "unary Purchase"),
     ModeSpec("f", "batched_ingress_per_s", "batched ingress"),
     ModeSpec("g", "redis_lua_per_s", "Redis Lua check-and-decrement (redis-benchmark, not durable)"),
+    ModeSpec("m", "pipeline_with_metrics_per_s", "(c) with metrics recorded and scraped, against without"),
+    ModeSpec("n", "batched_ingress_with_metrics_per_s", "(f) with metrics recorded and scraped, against without"),
 )
 BY_LETTER = {spec.letter: spec for spec in SPECS}
 
@@ -65,7 +67,11 @@ TARGETS = (
     Target("p99_ms", "<=", 50),
     Target("c/g", ">=", 1),
     Target("oversold", "==", 0),
+    Target("m on/off", ">=", 0.97),
+    Target("n on/off", ">=", 0.97),
 )
+COSTS = ("m", "n")
+"""Modes comparing a run with metrics to one without: their target is the ratio in their notes."""
 
 Results = Mapping[str, core.ModeResult]
 
@@ -111,6 +117,10 @@ def target_values(results: Results) -> dict[str, float | None]:
     oversold = total_oversold(results)
     if oversold is not None:
         measured["oversold"] = oversold
+    for letter in COSTS:
+        ratio = results[letter].notes.get("on/off") if letter in results else None
+        if isinstance(ratio, int | float):
+            measured[f"{letter} on/off"] = float(ratio)
     return {target.name: measured.get(target.name) for target in TARGETS}
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from flashsale_api.v1 import sales_pb2
-from flashsale_tools.bench import batched_latency, core, sale_fixture
+from flashsale_tools.bench import batched_latency, core, sale_fixture, scraper
 from flashsale_tools.platform import cache
 
 _SERVICE = "/flashsale.v1.SalesService/"
@@ -41,9 +41,13 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sales_process(sale: sale_fixture.BenchSale, log_path: Path, timeout_s: float = 60.0) -> AsyncIterator[str]:
-    """Start the sales service (with its worker) in a child process on the sale's database; yield its address."""
+async def sales_process(
+    sale: sale_fixture.BenchSale, log_path: Path, timeout_s: float = 60.0, recording: bool = False
+) -> AsyncIterator[str]:
+    """Start the sales service (with its worker) in a child process on the sale's database; yield its address.
+    `recording`: it serves and records its metrics, scraped every second meanwhile."""
     address = f"127.0.0.1:{cache.free_port()}"
+    metrics_port = cache.free_port() if recording else 0
     env = {
         **os.environ,
         "FLASHSALE_DB_BACKEND": "postgres",
@@ -55,6 +59,7 @@ async def sales_process(sale: sale_fixture.BenchSale, log_path: Path, timeout_s:
         "FLASHSALE_SALES_WORKER": "true",
         "FLASHSALE_LOG_LEVEL": "WARNING",
         "FLASHSALE_LOG_FORMAT": "text",
+        "FLASHSALE_METRICS_PORT": str(metrics_port),
     }
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
@@ -69,10 +74,17 @@ async def sales_process(sale: sale_fixture.BenchSale, log_path: Path, timeout_s:
             stdout=log_file,
             stderr=log_file,
         )
+    scraping: scraper.Scraper | None = None
     try:
         await _ready(proc, address, sale.sale_id, timeout_s, log_path)
+        if recording:
+            scraping = scraper.Scraper(url=f"http://127.0.0.1:{metrics_port}/metrics")
         yield address
+        if scraping is not None and not scraping.scrapes:
+            raise core.BenchError("with metrics on, the sales process was never scraped")
     finally:
+        if scraping is not None:
+            await asyncio.to_thread(scraping.stop)
         if proc.returncode is None:
             proc.terminate()
             try:
@@ -296,10 +308,12 @@ async def run_batched(
     streams: int = STREAMS,
     offered_per_s: float = OFFERED_PER_S,
     open_loop_s: float = OPEN_LOOP_S,
+    recording: bool = False,
 ) -> core.ModeResult:
     """(f) The batch ingress: PurchaseStream with `batch` requests per message over `streams` streams at once;
     rate = purchases taken (appended to the request topic and acknowledged) per second. Then requests offered at
-    offered_per_s through PurchaseBatch every batched_latency.TICK_S, whose request→decision p99 is p99_ms."""
+    offered_per_s through PurchaseBatch every batched_latency.TICK_S, whose request→decision p99 is p99_ms.
+    `recording`: the sales process records and serves its metrics, scraped every second."""
     offered = max(1, round(offered_per_s * open_loop_s))
     sale, latency_sale = await sale_fixture.prepare(
         workload, env, "bench_batched", requests=(workload.purchases, offered)
@@ -313,7 +327,7 @@ async def run_batched(
     ]
     try:
         async with (
-            sales_process(sale, env.work_dir / "logs" / "sales-batched.log") as address,
+            sales_process(sale, env.work_dir / "logs" / "sales-batched.log", recording=recording) as address,
             grpc.aio.insecure_channel(address) as channel,
         ):
             elapsed = await stream_in(channel, batches, streams)

@@ -1,0 +1,90 @@
+"""(m) and (n): what recording metrics costs the hot paths. The pipeline's decisions (c) and the batched ingress (f)
+run alternately without and with metrics (recorded, served and scraped every second) in the same run, a few
+rounds each; the mode's rate is the median with metrics, its notes the median without and their ratio."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+from collections.abc import Awaitable, Callable
+
+from flashsale_tools.bench import core, pipeline_decide, sale_fixture, sales_ingress
+
+ROUNDS = 7  # pairs of runs; the order alternates (off, on), (on, off), … so drift favours neither
+SCALE = 4  # the workload's stock, users and purchases times this: runs of seconds, not a fraction of one
+
+Timed = Callable[[bool], Awaitable[core.ModeResult]]
+
+
+async def compare(timed: Timed, rounds: int = ROUNDS) -> core.ModeResult:
+    """Run `timed(recording)` `rounds` times each way, alternating; the median with metrics against without."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    oversold = 0
+    last: core.ModeResult | None = None
+    for index in range(rounds):
+        for recording in (False, True) if index % 2 == 0 else (True, False):
+            last = await timed(recording)
+            rates[recording].append(last.rate_per_s)
+            oversold += last.oversold
+    assert last is not None
+    off, on = statistics.median(rates[False]), statistics.median(rates[True])
+    return core.ModeResult(
+        rate_per_s=on,
+        p99_ms=None,
+        oversold=oversold,
+        attempts=last.attempts,
+        accepted=last.accepted,
+        notes={
+            "without_metrics_per_s": round(off),
+            "on/off": round(on / off, 4) if off > 0 else None,
+            "rounds": rounds,
+            "purchases": last.attempts,
+            "with_per_s": [round(r) for r in rates[True]],
+            "without_per_s": [round(r) for r in rates[False]],
+        },
+    )
+
+
+def scaled(workload: core.Workload, scale: int) -> core.Workload:
+    """The workload with `scale` times its stock, users and purchases (the same mix, longer runs)."""
+    return dataclasses.replace(
+        workload, stock=workload.stock * scale, users=workload.users * scale, purchases=workload.purchases * scale
+    )
+
+
+async def run_pipeline(
+    workload: core.Workload, env: core.BenchEnv, rounds: int = ROUNDS, scale: int = SCALE
+) -> core.ModeResult:
+    """(m) Decisions per second of one sales worker (as (c), on the workload times `scale`) with its metrics,
+    against without."""
+    workload = scaled(workload, scale)
+
+    async def timed(recording: bool) -> core.ModeResult:
+        (sale,) = await sale_fixture.prepare(workload, env, "bench_cost")
+        try:
+            await asyncio.to_thread(sale_fixture.preload, sale, workload)
+            run = await asyncio.to_thread(pipeline_decide.decide_all, sale, workload.purchases, 5000, None, recording)
+            found = await asyncio.to_thread(sale_fixture.counts, sale)
+        finally:
+            await asyncio.to_thread(sale_fixture.delete_topic, sale)
+        if found.decided != workload.purchases:
+            raise core.BenchError(f"{found.decided} decisions stored for {workload.purchases} requests")
+        return core.ModeResult(
+            workload.purchases / run.warm_s, None, found.oversold(sale, workload), workload.purchases, found.accepted
+        )
+
+    return await compare(timed, rounds)
+
+
+async def run_ingress(
+    workload: core.Workload, env: core.BenchEnv, rounds: int = ROUNDS, scale: int = SCALE
+) -> core.ModeResult:
+    """(n) Purchases taken per second by the batched ingress (as (f), on the workload times `scale`) with the sales
+    process's metrics, against without (the latency phase of (f) kept short: only the rate is compared)."""
+    workload = scaled(workload, scale)
+
+    async def timed(recording: bool) -> core.ModeResult:
+        return await sales_ingress.run_batched(workload, env, offered_per_s=200, open_loop_s=0.5, recording=recording)
+
+    return await compare(timed, rounds)
