@@ -29,7 +29,9 @@ _GRPC_LABELS = ("grpc_service", "grpc_method", "grpc_type")
 
 
 def registry() -> Registry:
-    """A process's registry, with the process and platform collectors of prometheus-client."""
+    """A process's registry, with the process and platform collectors of prometheus-client (and no `_created`
+    series: a sample per counter and histogram that dashboards do not use)."""
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     reg = Registry()
     prometheus_client.ProcessCollector(registry=reg)
     prometheus_client.PlatformCollector(registry=reg)
