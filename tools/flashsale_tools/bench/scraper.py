@@ -21,19 +21,24 @@ class Scraper:
         self._url = url
         self.scrapes = 0
         self._stop = threading.Event()
+        self._client = httpx.Client(timeout=5.0, trust_env=False)
+        self._scrape()  # once now: a run shorter than the interval is scraped too
         self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
         self._thread.start()
 
+    def _scrape(self) -> None:
+        if self._registry is not None:
+            prometheus_client.generate_latest(self._registry)
+        else:
+            self._client.get(self._url).raise_for_status()
+        self.scrapes += 1
+
     def _run(self) -> None:
-        with httpx.Client(timeout=5.0, trust_env=False) as client:
-            while not self._stop.wait(INTERVAL_S):
-                if self._registry is not None:
-                    prometheus_client.generate_latest(self._registry)
-                else:
-                    client.get(self._url).raise_for_status()
-                self.scrapes += 1
+        while not self._stop.wait(INTERVAL_S):
+            self._scrape()
 
     def stop(self) -> None:
         """Stop scraping."""
         self._stop.set()
         self._thread.join()
+        self._client.close()
