@@ -178,43 +178,18 @@ class JaegerServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         started = time.monotonic()
-        with self.log_file.open("ab") as out:
-            self._proc = subprocess.Popen(
-                [str(binary), f"--config={self.config_file}"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self.folder,
-            )
+        self._proc = processes.spawn([str(binary), f"--config={self.config_file}"], self.log_file, self.folder)
         try:
-            self._wait_ready(started + timeout)
-        except BaseException:
+            failed = processes.wait_http_ready(
+                self._proc, f"{self.query_url}/api/services", started + timeout, "jaeger", self.log_file
+            )
+        except BaseException:  # interrupted while waiting: leave nothing running
             self.stop()
             raise
+        if failed:
+            self.stop()
+            raise JaegerServerError(failed)
         log.info("Jaeger ready at %s in %.1fs", self.query_url, time.monotonic() - started)
-
-    def _wait_ready(self, deadline: float) -> None:
-        last_error: object = "no answer yet"
-        while time.monotonic() < deadline:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                code = None if proc is None else proc.returncode
-                raise JaegerServerError(
-                    f"jaeger exited with code {code}; tail of {self.log_file}:\n{processes.tail(self.log_file)}"
-                )
-            try:
-                response = httpx.get(f"{self.query_url}/api/services", timeout=2.0, trust_env=False)
-                if response.status_code == 200:
-                    return
-                last_error = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
-                last_error = exc
-            time.sleep(0.1)
-        raise JaegerServerError(
-            f"jaeger not ready at {self.query_url} (last: {last_error}); "
-            f"tail of {self.log_file}:\n{processes.tail(self.log_file)}"
-        )
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop Jaeger with SIGTERM, then SIGKILL its process group after ``timeout``."""

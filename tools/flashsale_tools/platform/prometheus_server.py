@@ -130,49 +130,28 @@ class PrometheusServer:
         binary = self._binary if self._binary is not None else observability_tools.ensure_built().prometheus
         self._write_config()
         started = time.monotonic()
-        with self.log_file.open("ab") as out:
-            self._proc = subprocess.Popen(
-                [
-                    str(binary),
-                    f"--config.file={self.config_file}",
-                    f"--storage.tsdb.path={self.folder / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--web.enable-lifecycle",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self.folder,
-            )
+        self._proc = processes.spawn(
+            [
+                str(binary),
+                f"--config.file={self.config_file}",
+                f"--storage.tsdb.path={self.folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ],
+            self.log_file,
+            self.folder,
+        )
         try:
-            self._wait_ready(started + timeout)
-        except BaseException:
+            failed = processes.wait_http_ready(
+                self._proc, f"{self.url}/-/ready", started + timeout, "prometheus", self.log_file
+            )
+        except BaseException:  # interrupted while waiting: leave nothing running
             self.stop()
             raise
+        if failed:
+            self.stop()
+            raise PrometheusServerError(failed)
         log.info("Prometheus ready at %s in %.1fs", self.url, time.monotonic() - started)
-
-    def _wait_ready(self, deadline: float) -> None:
-        last_error: object = "no answer yet"
-        while time.monotonic() < deadline:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                code = None if proc is None else proc.returncode
-                raise PrometheusServerError(
-                    f"prometheus exited with code {code}; tail of {self.log_file}:\n{processes.tail(self.log_file)}"
-                )
-            try:
-                response = httpx.get(f"{self.url}/-/ready", timeout=2.0, trust_env=False)
-                if response.status_code == 200:
-                    return
-                last_error = f"HTTP {response.status_code}"
-            except httpx.TransportError as exc:
-                last_error = exc
-            time.sleep(0.1)
-        raise PrometheusServerError(
-            f"prometheus not ready at {self.url} (last: {last_error}); "
-            f"tail of {self.log_file}:\n{processes.tail(self.log_file)}"
-        )
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop Prometheus with SIGTERM, then SIGKILL its process group after ``timeout``."""
