@@ -96,6 +96,7 @@ async def test_the_metrics_cost_modes_compare_runs_with_and_without_metrics(env:
         assert result.accepted == TINY.stock
         assert result.rate_per_s > 0
         assert len(result.notes["with_per_s"]) == len(result.notes["without_per_s"]) == 1  # type: ignore[arg-type]
+        assert result.notes["cpu_us_per_purchase_with"] > 0 and result.notes["cpu_us_per_purchase_without"] > 0  # type: ignore[operator]
         assert result.notes["on/off"] == pytest.approx(
             result.rate_per_s / result.notes["without_metrics_per_s"], rel=0.01
         )  # type: ignore[operator]
