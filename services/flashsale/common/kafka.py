@@ -17,7 +17,7 @@ from typing import Any
 import confluent_kafka
 import confluent_kafka.admin as admin
 
-from flashsale.common import backoff, errors, events, kafka_metrics, timeutil, topics, tracing
+from flashsale.common import backoff, errors, events, kafka_metrics, timeutil, topic_readiness, topics, tracing
 from flashsale_api.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ Handler = Callable[[events_pb2.EventEnvelope], None]
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 30.0) -> None:
-    """Create the topics that do not exist yet (idempotent)."""
+    """Create the topics that do not exist yet (idempotent); return once their partitions take writes."""
     client = admin.AdminClient({"bootstrap.servers": bootstrap})
     existing = set(client.list_topics(timeout=timeout).topics)
     new_topic = admin.NewTopic  # type: ignore[attr-defined]
@@ -39,6 +39,7 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, timeout
         except confluent_kafka.KafkaException as exc:
             if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+        topic_readiness.wait_until_writable(client, name, range(partitions), timeout)
         log.info("topic ready", extra={"topic": name})
 
 

@@ -8,7 +8,7 @@ import time
 import confluent_kafka
 import confluent_kafka.admin as kafka_admin
 
-from flashsale.common import errors
+from flashsale.common import errors, topic_readiness
 
 CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
@@ -32,8 +32,8 @@ class RequestTopics:
         return topic in self._known
 
     def ensure(self, topic: str, partitions: int) -> None:
-        """Create the topic with `partitions` partitions, or grow it to that many; FailedPrecondition when it has
-        more already (Kafka cannot take partitions away)."""
+        """Create the topic with `partitions` partitions, or grow it to that many, and return once every partition
+        takes writes; FailedPrecondition when it has more already (Kafka cannot take partitions away)."""
         client = self._admin
         meta = client.list_topics(timeout=30).topics.get(topic)
         if meta is None:
@@ -46,7 +46,7 @@ class RequestTopics:
                 except confluent_kafka.KafkaException as exc:
                     if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                         raise errors.TemporaryError(f"cannot create {topic}: {exc}") from exc
-            _wait_for_leaders(client, topic, partitions)
+            topic_readiness.wait_until_writable(client, topic, range(partitions))
             self._known.add(topic)
             return
         have = len(meta.partitions)
@@ -56,6 +56,7 @@ class RequestTopics:
                 future.result()
         elif have > partitions:
             raise errors.FailedPrecondition(f"the request topic has {have} partitions already", "partitions")
+        topic_readiness.wait_until_writable(client, topic, range(partitions))  # created or grown just now, maybe
         self._known.add(topic)
 
     def ends(self, topic: str) -> dict[int, int]:
@@ -94,19 +95,3 @@ class RequestTopics:
         """Release the Kafka client used for watermarks."""
         if self._watermarks is not None:
             self._watermarks.close()
-
-
-def _wait_for_leaders(client: kafka_admin.AdminClient, topic: str, partitions: int, within_s: float = 30.0) -> None:
-    """Wait until every partition of a new topic has a leader (its offsets can be read and written)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        meta = client.list_topics(topic, timeout=10).topics.get(topic)
-        if (
-            meta is not None
-            and meta.error is None
-            and len(meta.partitions) >= partitions
-            and all(p.leader >= 0 and p.error is None for p in meta.partitions.values())
-        ):
-            return
-        time.sleep(0.05)
-    raise errors.TemporaryError(f"{topic} has no leader for every partition after {within_s}s")
