@@ -39,7 +39,7 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, timeout
         except confluent_kafka.KafkaException as exc:
             if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-        topic_readiness.wait_until_writable(client, name, range(partitions), timeout)
+        topic_readiness.wait_until_writable(client, name, within_s=timeout)  # however many its creator gave it
         log.info("topic ready", extra={"topic": name})
 
 

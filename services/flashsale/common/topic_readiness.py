@@ -19,15 +19,18 @@ from flashsale.common import errors
 
 
 def wait_until_writable(
-    client: kafka_admin.AdminClient, topic: str, partitions: Iterable[int], within_s: float = 30.0
+    client: kafka_admin.AdminClient, topic: str, partitions: Iterable[int] | None = None, within_s: float = 30.0
 ) -> None:
-    """Return once the leader of every given partition answers a ListOffsets for it (its log exists there);
-    TemporaryError after `within_s`."""
-    waiting = set(partitions)
+    """Return once the leader of every given partition (all the topic has, when None) answers a ListOffsets for
+    it (its log exists there); TemporaryError after `within_s`."""
+    waiting = None if partitions is None else set(partitions)
     deadline = time.monotonic() + within_s
     last = ""
     while True:
-        if _leaders_known(client, topic, waiting):  # the admin client asks the leaders its metadata names
+        known, led = _partitions(client, topic)  # the admin client asks the leaders its metadata names
+        if waiting is None and known:
+            waiting = known
+        if waiting is not None and waiting <= led:
             waiting -= _answering(client, topic, waiting)
             if not waiting:
                 return
@@ -35,17 +38,17 @@ def wait_until_writable(
         else:
             last = "no leader in the metadata yet"
         if time.monotonic() >= deadline:
-            raise errors.TemporaryError(f"{topic}{sorted(waiting)} not writable after {within_s}s: {last}")
+            raise errors.TemporaryError(f"{topic}{sorted(waiting or ())} not writable after {within_s}s: {last}")
         time.sleep(0.05)
 
 
-def _leaders_known(client: kafka_admin.AdminClient, topic: str, partitions: set[int]) -> bool:
-    """True when fresh metadata names a leader for every one of the partitions."""
+def _partitions(client: kafka_admin.AdminClient, topic: str) -> tuple[set[int], set[int]]:
+    """The topic's partitions in fresh metadata, and those of them it names a leader for."""
     meta = client.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None:
-        return False
-    found = meta.partitions
-    return all(p in found and found[p].leader >= 0 and found[p].error is None for p in partitions)
+        return set(), set()
+    led = {p for p, found in meta.partitions.items() if found.leader >= 0 and found.error is None}
+    return set(meta.partitions), led
 
 
 def _answering(client: kafka_admin.AdminClient, topic: str, partitions: set[int]) -> set[int]:
