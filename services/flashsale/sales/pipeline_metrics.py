@@ -5,8 +5,10 @@ remaining, sold and oversold units read from the ledger at scrape time. Labelled
 from __future__ import annotations
 
 import collections
+import operator
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy
 import prometheus_client
 import prometheus_client.core
 
@@ -15,6 +17,7 @@ from flashsale.sales import domain, sale_store
 
 ROUND_SIZES = (1, 10, 50, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
 _OUTCOMES = tuple(o.value for o in domain.Outcome if o is not domain.Outcome.PENDING)
+_OUTCOME_OF = operator.attrgetter("outcome")
 Batch = tuple[str, Sequence[domain.Decision], Sequence[int], int]  # sale id, decisions, arrivals, units refilled
 
 
@@ -78,9 +81,10 @@ class PipelineMetrics:
                 self._refilled.labels(sale_id)
             if made:
                 decided_at = made[0].decided_at  # one round, one time
-                for outcome, count in collections.Counter(d.outcome.value for d in made).items():
-                    self._decisions.labels(sale_id, outcome).inc(count)
-                self._latency.observe_many((sale_id,), [(decided_at - at) / 1000 for at in arrivals])
+                for outcome, count in collections.Counter(map(_OUTCOME_OF, made)).items():  # in C, per decision
+                    self._decisions.labels(sale_id, outcome.value).inc(count)
+                waited_ms = decided_at - numpy.asarray(arrivals, dtype=numpy.float64)
+                self._latency.observe_many((sale_id,), waited_ms / 1000)
             if moved:
                 refilled[sale_id] = moved
         for sale_id, units in refilled.items():
