@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import resource
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -102,18 +101,8 @@ async def run_ingress(
     workload = scaled(workload, scale)
 
     async def timed(recording: bool) -> core.ModeResult:
-        before = _children_cpu_s()
-        result = await sales_ingress.run_batched(
+        return await sales_ingress.run_batched(
             workload, env, offered_per_s=LATENCY_PER_S, open_loop_s=LATENCY_S, recording=recording
-        )
-        cpu_s = _children_cpu_s() - before  # the sales process's whole life: it has ended and been waited for
-        taken = workload.purchases + round(LATENCY_PER_S * LATENCY_S)  # and the short latency phase's requests
-        return dataclasses.replace(result, notes={**result.notes, "cpu_us_per_purchase": cpu_s / taken * 1e6})
+        )  # its cpu_us_per_purchase: the sales process's, from the first batch until every purchase is decided
 
     return await compare(timed, rounds)
-
-
-def _children_cpu_s() -> float:
-    """CPU seconds (user and system) of this process's children that have ended and been waited for."""
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime

@@ -40,11 +40,24 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+@dataclasses.dataclass(frozen=True)
+class SalesProcess:
+    """A running sales server in a child process."""
+
+    address: str
+    pid: int
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user and system, every thread) the process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 @contextlib.asynccontextmanager
 async def sales_process(
     sale: sale_fixture.BenchSale, log_path: Path, timeout_s: float = 60.0, recording: bool = False
-) -> AsyncIterator[str]:
-    """Start the sales service (with its worker) in a child process on the sale's database; yield its address.
+) -> AsyncIterator[SalesProcess]:
+    """Start the sales service (with its worker) in a child process on the sale's database; yield it.
     `recording`: it serves and records its metrics, scraped every second meanwhile."""
     address = f"127.0.0.1:{cache.free_port()}"
     metrics_port = cache.free_port() if recording else 0
@@ -79,7 +92,7 @@ async def sales_process(
         await _ready(proc, address, sale.sale_id, timeout_s, log_path)
         if recording:
             scraping = scraper.Scraper(url=f"http://127.0.0.1:{metrics_port}/metrics")
-        yield address
+        yield SalesProcess(address, proc.pid)
         if scraping is not None and not scraping.scrapes:
             raise core.BenchError("with metrics on, the sales process was never scraped")
     finally:
@@ -233,8 +246,8 @@ async def run_unary(
     )
     try:
         async with (
-            sales_process(rate_sale, env.work_dir / "logs" / "sales-unary.log") as address,
-            grpc.aio.insecure_channel(address) as channel,
+            sales_process(rate_sale, env.work_dir / "logs" / "sales-unary.log") as server,
+            grpc.aio.insecure_channel(server.address) as channel,
         ):
             rate_warm = await _warm_up(channel, rate_sale, workload)
             payloads = [
@@ -327,13 +340,15 @@ async def run_batched(
     ]
     try:
         async with (
-            sales_process(sale, env.work_dir / "logs" / "sales-batched.log", recording=recording) as address,
-            grpc.aio.insecure_channel(address) as channel,
+            sales_process(sale, env.work_dir / "logs" / "sales-batched.log", recording=recording) as server,
+            grpc.aio.insecure_channel(server.address) as channel,
         ):
+            cpu_began = server.cpu_s()
             elapsed = await stream_in(channel, batches, streams)
             began = time.perf_counter()
             found = await sale_fixture.wait_decided(sale, workload.purchases, DECIDE_TIMEOUT_S)
             settle_s = time.perf_counter() - began
+            cpu_s = server.cpu_s() - cpu_began  # taking and deciding every purchase, its scrapes included
             timed = await batched_latency.open_loop(channel, latency_sale, workload, 0, offered, offered_per_s)
             latency_found = await sale_fixture.wait_decided(latency_sale, offered, DECIDE_TIMEOUT_S)
     finally:
@@ -351,6 +366,7 @@ async def run_batched(
             "batch": size,
             "streams": min(streams, len(batches)),
             "decided_after_taken_s": round(settle_s, 2),
+            "cpu_us_per_purchase": round(cpu_s / workload.purchases * 1e6, 2),
             "p99_is": f"request→decision event, PurchaseBatch every {batched_latency.TICK_S * 1000:g} ms, "
             f"open loop {offered_per_s:g}/s for {open_loop_s:g}s",
             "decision_p50_ms": _round(core.percentile(timed.latencies_ms, 50)),

@@ -21,16 +21,17 @@ class Scraper:
         self._url = url
         self.scrapes = 0
         self._stop = threading.Event()
-        self._client = httpx.Client(timeout=5.0, trust_env=False)
+        # only for a URL: building a client (its TLS context) costs more CPU than a run's scrapes of a registry
+        self._client = httpx.Client(timeout=5.0, trust_env=False) if url else None
         self._scrape()  # once now: a run shorter than the interval is scraped too
         self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
         self._thread.start()
 
     def _scrape(self) -> None:
-        if self._registry is not None:
-            prometheus_client.generate_latest(self._registry)
-        else:
+        if self._client is not None:
             self._client.get(self._url).raise_for_status()
+        elif self._registry is not None:
+            prometheus_client.generate_latest(self._registry)
         self.scrapes += 1
 
     def _run(self) -> None:
@@ -41,4 +42,5 @@ class Scraper:
         """Stop scraping."""
         self._stop.set()
         self._thread.join()
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
