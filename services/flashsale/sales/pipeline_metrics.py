@@ -17,7 +17,7 @@ from flashsale.sales import domain, sale_store
 
 ROUND_SIZES = (1, 10, 50, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000)
 _OUTCOMES = tuple(o.value for o in domain.Outcome if o is not domain.Outcome.PENDING)
-_OUTCOME_OF = operator.attrgetter("outcome")
+_OUTCOME_OF = operator.attrgetter("outcome._value_")  # the enum's value without its Python-level hash and property
 Batch = tuple[str, Sequence[domain.Decision], Sequence[int], int]  # sale id, decisions, arrivals, units refilled
 
 
@@ -82,7 +82,7 @@ class PipelineMetrics:
             if made:
                 decided_at = made[0].decided_at  # one round, one time
                 for outcome, count in collections.Counter(map(_OUTCOME_OF, made)).items():  # in C, per decision
-                    self._decisions.labels(sale_id, outcome.value).inc(count)
+                    self._decisions.labels(sale_id, outcome).inc(count)
                 waited_ms = decided_at - numpy.asarray(arrivals, dtype=numpy.float64)
                 self._latency.observe_many((sale_id,), waited_ms / 1000)
             if moved:
