@@ -38,8 +38,12 @@ def test_every_mode_gives_ratios_and_targets() -> None:
         "e": _result(3000, 9000.0),
         "f": _result(150_000, 40.0),
         "g": _result(100_000),
-        "m": core.ModeResult(118_000, None, 0, 100, notes={"without_metrics_per_s": 120_000, "on/off": 0.9833}),
-        "n": core.ModeResult(140_000, None, 0, 100, notes={"without_metrics_per_s": 150_000, "on/off": 0.9333}),
+        "m": core.ModeResult(
+            118_000, None, 0, 100, notes={"without_metrics_per_s": 120_000, "on/off": 0.9833, "cpu on/off": 1.02}
+        ),
+        "n": core.ModeResult(
+            140_000, None, 0, 100, notes={"without_metrics_per_s": 150_000, "on/off": 0.9333, "cpu on/off": 1.05}
+        ),
     }
     assert report.ratios(results) == pytest.approx({"c/a": 60.0, "c/b": 30.0, "c/g": 1.2, "e/d": 0.6})
     doc = report.build_report(results)
@@ -53,6 +57,8 @@ def test_every_mode_gives_ratios_and_targets() -> None:
     assert targets["p99_ms"]["met"] is True
     assert targets["m on/off"] == {"op": ">=", "threshold": 0.97, "value": 0.983, "met": True}
     assert targets["n on/off"] == {"op": ">=", "threshold": 0.97, "value": 0.933, "met": False}
+    assert targets["m cpu on/off"] == {"op": "<=", "threshold": 1.03, "value": 1.02, "met": True}
+    assert targets["n cpu on/off"] == {"op": "<=", "threshold": 1.03, "value": 1.05, "met": False}
     assert set(doc) == {spec.key for spec in report.SPECS} | {"p99_ms", "oversold", "ratios", "targets"}
 
 

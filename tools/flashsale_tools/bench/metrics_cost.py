@@ -21,7 +21,8 @@ Timed = Callable[[bool], Awaitable[core.ModeResult]]
 
 
 async def compare(timed: Timed, rounds: int = ROUNDS) -> core.ModeResult:
-    """Run `timed(recording)` `rounds` times each way, alternating; the median with metrics against without."""
+    """Run `timed(recording)` `rounds` times each way, alternating; the median with metrics against without, and
+    the median of each back-to-back pair's ratio (what drifts during the run cancels within a pair)."""
     rates: dict[bool, list[float]] = {False: [], True: []}
     cpu: dict[bool, list[float]] = {False: [], True: []}
     oversold = 0
@@ -35,6 +36,7 @@ async def compare(timed: Timed, rounds: int = ROUNDS) -> core.ModeResult:
     assert last is not None
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
     cpu_off, cpu_on = statistics.median(cpu[False]), statistics.median(cpu[True])
+    paired = statistics.median(w / wo for w, wo in zip(rates[True], rates[False], strict=True) if wo > 0)
     return core.ModeResult(
         rate_per_s=on,
         p99_ms=None,
@@ -44,6 +46,7 @@ async def compare(timed: Timed, rounds: int = ROUNDS) -> core.ModeResult:
         notes={
             "without_metrics_per_s": round(off),
             "on/off": round(on / off, 4) if off > 0 else None,
+            "paired on/off": round(paired, 4),
             "rounds": rounds,
             "purchases": last.attempts,
             "with_per_s": [round(r) for r in rates[True]],

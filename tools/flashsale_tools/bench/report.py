@@ -69,9 +69,11 @@ TARGETS = (
     Target("oversold", "==", 0),
     Target("m on/off", ">=", 0.97),
     Target("n on/off", ">=", 0.97),
+    Target("m cpu on/off", "<=", 1.03),
+    Target("n cpu on/off", "<=", 1.03),
 )
 COSTS = ("m", "n")
-"""Modes comparing a run with metrics to one without: their target is the ratio in their notes."""
+"""Modes comparing a run with metrics to one without: their targets are the ratios in their notes (rate, CPU)."""
 
 Results = Mapping[str, core.ModeResult]
 
@@ -118,9 +120,10 @@ def target_values(results: Results) -> dict[str, float | None]:
     if oversold is not None:
         measured["oversold"] = oversold
     for letter in COSTS:
-        ratio = results[letter].notes.get("on/off") if letter in results else None
-        if isinstance(ratio, int | float):
-            measured[f"{letter} on/off"] = float(ratio)
+        for note in ("on/off", "cpu on/off"):
+            ratio = results[letter].notes.get(note) if letter in results else None
+            if isinstance(ratio, int | float):
+                measured[f"{letter} {note}"] = float(ratio)
     return {target.name: measured.get(target.name) for target in TARGETS}
 
 

@@ -48,9 +48,12 @@ class SalesProcess:
     pid: int
 
     def cpu_s(self) -> float:
-        """CPU seconds (user and system, every thread) the process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        """CPU seconds its live threads have run so far (nanosecond counts of /proc/<pid>/task/*/schedstat)."""
+        total_ns = 0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that just ended
+                total_ns += int((task / "schedstat").read_text().split()[0])
+        return total_ns / 1e9
 
 
 @contextlib.asynccontextmanager
