@@ -16,10 +16,11 @@ RUN pip wheel --wheel-dir /wheels .
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
+ARG SOURCE=""
 LABEL org.opencontainers.image.title="flashsale" \
       org.opencontainers.image.description="Kubernetes-native flash-sale platform: exact stock, fair order, per-user limits." \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.source="https://github.com/flashsale/flashsale" \
+      org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 ENV PYTHONDONTWRITEBYTECODE=1 \
