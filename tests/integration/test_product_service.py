@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf import message
 from grpc_errors import refused
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka_reader import Predicate, TopicTap
 from waiting import eventually
 
@@ -255,3 +256,15 @@ async def test_bad_input_is_refused_and_changes_nothing(env: Env) -> None:
     await env.tap.settle()
     assert [_changed(e).name for e in env.tap.matching(_is_change_of(pid))] == ["Kept", "Kept"]
     assert env.tap.matching(lambda e: e.type == "product.changed" and tag in _changed(e).name) == []
+
+
+async def test_a_service_binds_its_listen_address_while_the_others_dial_its_own(base_settings: Settings) -> None:
+    # in a pod the service binds every interface; its own address is the Service name the others dial, which
+    # is not an address of this machine and so cannot be bound
+    settings = base_settings.model_copy(
+        update={"product_addr": "flashsale-product.invalid:50052", "grpc_listen": "0.0.0.0:0"}
+    )
+    server = bootstrap.build(settings)
+    async with server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -90,7 +90,8 @@ def build_runtime(
     kafka.ensure_topics(settings.kafka_bootstrap, topics.ALL, settings.kafka_partitions)
     producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}", counted)
     relay = outbox.OutboxRelay(db, producer)
-    server = grpc_server.GrpcService(name, address, service_names, registry, record=recording)
+    listen = settings.grpc_listen or address  # in a pod: every interface, while the others dial the Service name
+    server = grpc_server.GrpcService(name, listen, service_names, registry, record=recording)
     server.add_background(relay.run)
     metrics.Callback(registry, lambda: _database_figures(db))
     if settings.metrics_port:

@@ -38,6 +38,11 @@ class Settings(pydantic_settings.BaseSettings):
     sales_addr: str = pydantic.Field("127.0.0.1:50053", description="gRPC address of the sales service.")
     order_addr: str = pydantic.Field("127.0.0.1:50054", description="gRPC address of the order service.")
     notification_addr: str = pydantic.Field("127.0.0.1:50055", description="gRPC address of the notification service.")
+    grpc_listen: str = pydantic.Field(
+        "",
+        description="host:port a service's gRPC server binds (e.g. 0.0.0.0:50051 in a pod); empty: its own address "
+        "above, which the other services dial.",
+    )
     gateway_host: str = pydantic.Field("127.0.0.1", description="Interface the HTTP gateway binds.")
     metrics_host: str = pydantic.Field("127.0.0.1", description="Interface the Prometheus metrics endpoint binds.")
     metrics_port: int = pydantic.Field(
