@@ -7,7 +7,8 @@ SCRIPTS := scripts/repeat_tests.py scripts/bench_against.py
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up test check lint typecheck unit integration e2e faults operator observability faults-repeat \
+.PHONY: help install demo up test check lint typecheck unit integration e2e faults operator observability charts-check \
+	faults-repeat \
 	bench loadtest proto proto-check envtest-up envtest-down clean
 
 help: ## list the targets
@@ -53,6 +54,9 @@ operator: install ## the operator against a real kube-apiserver and etcd (built 
 
 observability: install ## metrics, dashboards, alerts and traces on real Prometheus, promtool and Jaeger (built once)
 	$(PYTEST) -m observability
+
+charts-check: install ## the Helm charts: lint, render, Restricted Pod Security, schema refusals (Helm built once)
+	$(PYTEST) -m charts
 
 N ?= 20
 faults-repeat: install ## the fault tests N times in a row, failures by test (make faults-repeat N=20)
