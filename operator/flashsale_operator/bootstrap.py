@@ -63,6 +63,9 @@ async def run(
             clusterwide=not namespaces,
             namespaces=namespaces,
             stop_flag=stop,
+            liveness_endpoint=f"http://0.0.0.0:{own.operator_health_port}/healthz"
+            if own.operator_health_port
+            else None,
         )
     finally:
         await sales.close()

@@ -36,6 +36,9 @@ class OperatorSettings(pydantic_settings.BaseSettings):
     operator_stats_interval_s: float = pydantic.Field(
         2.0, gt=0, le=300, description="How often an Active FlashSale's sold and remaining are refreshed."
     )
+    operator_health_port: int = pydantic.Field(
+        0, ge=0, le=65535, description="Port of Kopf's liveness endpoint (/healthz on every interface); 0: none."
+    )
     operator_rpc_timeout_s: float = pydantic.Field(
         10.0, gt=0, le=120, description="Deadline of the operator's calls to the sales service."
     )

@@ -91,6 +91,7 @@ def operator(
         FLASHSALE_OPERATOR_POLL_S="0.3",
         FLASHSALE_OPERATOR_STATS_INTERVAL_S="0.5",
         FLASHSALE_LOG_FORMAT="text",
+        FLASHSALE_OPERATOR_HEALTH_PORT=str(cache.free_port()),
     )
     process = OperatorProcess(env, folder / "operator.log")
     process.start()

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from operator_harness import (
     NAMESPACE,
@@ -306,3 +307,17 @@ def test_an_operator_restart_in_the_middle_of_warming_completes_the_sale(
     assert replicas(kubectl) == 1
     assert [s.sale_id for s in sales_of(sales_services["sales"], product_id)] == [warming["saleId"]]
     assert len(owned_topics(kubectl, name)) == 1
+
+
+def test_the_operator_answers_its_liveness_probe(operator: OperatorProcess) -> None:
+    operator.ensure_running()
+    url = f"http://127.0.0.1:{operator.env['FLASHSALE_OPERATOR_HEALTH_PORT']}/healthz"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            answer = httpx.get(url, timeout=2)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"no answer on {url}:\n{operator.tail()}"
+            time.sleep(0.2)
+    assert answer.status_code == 200, answer.text
