@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The chart tools of `make charts-check`: Helm built from its Go module, cached by version.
+# The chart and workflow tools of `make charts-check`: Helm and actionlint built from their Go modules, cached by
+# version (zizmor comes from PyPI with the dev dependencies).
 #
 #   scripts/charts.sh build   build what is missing (idempotent)
 #   scripts/charts.sh paths   print NAME=path lines
@@ -11,7 +12,9 @@ repo=$PWD
 
 HELM_VERSION="${HELM_VERSION:-v4.3.2}"
 cache="${FLASHSALE_CACHE_DIR:-$HOME/.cache/flashsale}"
+ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 helm_bin="$cache/charts/helm/$HELM_VERSION/bin"
+actionlint_bin="$cache/charts/actionlint/$ACTIONLINT_VERSION/bin"
 
 log() { echo "charts: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -34,12 +37,29 @@ build_helm() {
   )
 }
 
+build_actionlint() {
+  if [ -x "$actionlint_bin/actionlint" ]; then
+    log "actionlint $ACTIONLINT_VERSION cached in $actionlint_bin"
+    return 0
+  fi
+  mkdir -p "$(dirname "$actionlint_bin")"
+  (
+    exec 9>"$actionlint_bin.lock"
+    flock 9
+    [ -x "$actionlint_bin/actionlint" ] && exit 0
+    go_build_pinned "$actionlint_bin" github.com/rhysd/actionlint "$ACTIONLINT_VERSION" "" "" \
+      "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+  )
+}
+
 case "${1:-}" in
   build)
     build_helm
+    build_actionlint
     ;;
   paths)
     echo "HELM=$helm_bin/helm"
+    echo "ACTIONLINT=$actionlint_bin/actionlint"
     ;;
   *)
     echo "usage: $0 build|paths" >&2
