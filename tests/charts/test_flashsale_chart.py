@@ -166,3 +166,13 @@ def test_the_schema_refuses_bad_values_naming_the_field(helm: Path, args: tuple[
     done = _helm(helm, "template", "flashsale", str(CHART), *args)
     assert done.returncode != 0
     assert named in done.stderr, done.stderr
+
+
+def test_the_gateway_trusts_the_configured_proxies_only(helm: Path) -> None:
+    def trusted(*args: str) -> str:
+        objects = _render(helm, *args)
+        (config,) = [c for c in _of(objects, "ConfigMap") if c["metadata"]["name"] == "flashsale-config"]
+        return str(config["data"]["FLASHSALE_GATEWAY_TRUSTED_PROXIES"])
+
+    assert trusted() == ""
+    assert trusted("--set", "config.trustedProxies={10.0.0.0/8,192.168.0.0/16}") == "10.0.0.0/8,192.168.0.0/16"

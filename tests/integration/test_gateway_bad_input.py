@@ -287,3 +287,25 @@ async def _check_real_services(http: httpx.AsyncClient, kafka_bootstrap: str) ->
     assert_error(await http.get("/v1/purchases/unknown-request", headers=auth), 404, "NOT_FOUND", "request_id")
     sale = {**SALE, "product_id": "unknown-product"}
     assert_error(await http.post("/v1/sales", json=sale, headers=ADMIN), 404, "NOT_FOUND", "product_id")
+
+
+async def _limited(http: httpx.AsyncClient, forwarded_for: str) -> bool:
+    """True when one more anonymous request from this X-Forwarded-For is refused 429."""
+    response = await http.post("/v1/users", json={}, headers={"X-Forwarded-For": forwarded_for})
+    return response.status_code == 429
+
+
+async def test_behind_a_trusted_proxy_each_shopper_has_their_own_rate_limit(tmp_path: Path) -> None:
+    settings = _nowhere_settings(tmp_path, gateway_rate_limit_per_s=0.01, gateway_rate_burst=2)
+    trusted = _gateway_settings(gateway_trusted_proxies=("127.0.0.0/8",))  # the test connects from 127.0.0.1
+    async with _http(settings, trusted) as http:
+        assert [await _limited(http, "203.0.113.7") for _ in range(3)] == [False, False, True]
+        assert not await _limited(http, "198.51.100.9")  # another shopper behind the same proxy: a budget of its own
+        assert await _limited(http, "198.51.100.9, 203.0.113.7")  # the proxy's own hop is the client it names last
+
+
+async def test_without_trusted_proxies_x_forwarded_for_is_ignored(tmp_path: Path) -> None:
+    settings = _nowhere_settings(tmp_path, gateway_rate_limit_per_s=0.01, gateway_rate_burst=2)
+    async with _http(settings, _gateway_settings()) as http:
+        assert [await _limited(http, "203.0.113.7") for _ in range(2)] == [False, False]
+        assert await _limited(http, "198.51.100.9")  # a forged header does not buy a new budget

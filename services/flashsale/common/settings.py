@@ -87,7 +87,7 @@ def env_table(model: type[pydantic_settings.BaseSettings] = Settings) -> list[tu
         default = field.default
         if field.is_required():
             shown = "(required)"
-        elif isinstance(default, pydantic.SecretStr) or default == "":
+        elif isinstance(default, pydantic.SecretStr) or default in ("", ()):
             shown = "(empty)"
         else:
             shown = f"`{default}`"

@@ -58,6 +58,10 @@ def _server(app: fastapi.FastAPI, gateway: gateway_settings.GatewaySettings, *, 
         timeout_keep_alive=KEEP_ALIVE_S,
         host=context.settings.gateway_host,
         port=context.settings.gateway_port,
+        # the client's address from X-Forwarded-For only on a connection from a trusted proxy (uvicorn would
+        # otherwise trust 127.0.0.1 by default)
+        proxy_headers=bool(gateway.gateway_trusted_proxies),
+        forwarded_allow_ips=[str(net) for net in gateway.gateway_trusted_proxies],
     )
     return _Server(config, context.stopping.set, handle_signals=not in_process)
 

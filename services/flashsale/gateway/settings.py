@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+from typing import Annotated, Any
+
 import pydantic
 import pydantic_settings
 
@@ -34,6 +37,20 @@ class GatewaySettings(pydantic_settings.BaseSettings):
         100_000, ge=1, description="Most clients tracked by the rate limiter; the idlest are evicted first."
     )
     shutdown_grace_s: float = pydantic.Field(10.0, ge=0, description="Time open requests get at shutdown.")
+    gateway_trusted_proxies: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], pydantic_settings.NoDecode
+    ] = pydantic.Field(
+        (),
+        description="Comma-separated CIDRs of the proxies (an ingress) whose X-Forwarded-For names the client; "
+        "empty: the connection's address is the client's.",
+    )
+
+    @pydantic.field_validator("gateway_trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: 10.0.0.0/8,192.168.0.0/16
+            return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+        return value
 
     @pydantic.field_validator("admin_api_key")
     @classmethod
