@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The chart and workflow tools of `make charts-check`: Helm and actionlint built from their Go modules, cached by
-# version (zizmor comes from PyPI with the dev dependencies).
+# The chart and workflow tools of `make charts-check`: Helm, kubeconform and actionlint built from their Go modules,
+# cached by version (zizmor and kubernetes-validate's offline JSON schemas come from PyPI with the dev dependencies).
 #
 #   scripts/charts.sh build   build what is missing (idempotent)
 #   scripts/charts.sh paths   print NAME=path lines
@@ -13,6 +13,8 @@ repo=$PWD
 HELM_VERSION="${HELM_VERSION:-v4.3.2}"
 cache="${FLASHSALE_CACHE_DIR:-$HOME/.cache/flashsale}"
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
+KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.8.0}"
+kubeconform_bin="$cache/charts/kubeconform/$KUBECONFORM_VERSION/bin"
 helm_bin="$cache/charts/helm/$HELM_VERSION/bin"
 actionlint_bin="$cache/charts/actionlint/$ACTIONLINT_VERSION/bin"
 
@@ -52,14 +54,31 @@ build_actionlint() {
   )
 }
 
+build_kubeconform() {
+  if [ -x "$kubeconform_bin/kubeconform" ]; then
+    log "kubeconform $KUBECONFORM_VERSION cached in $kubeconform_bin"
+    return 0
+  fi
+  mkdir -p "$(dirname "$kubeconform_bin")"
+  (
+    exec 9>"$kubeconform_bin.lock"
+    flock 9
+    [ -x "$kubeconform_bin/kubeconform" ] && exit 0
+    go_build_pinned "$kubeconform_bin" github.com/yannh/kubeconform "$KUBECONFORM_VERSION" "" "" \
+      "-s -w -X main.version=$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+  )
+}
+
 case "${1:-}" in
   build)
     build_helm
     build_actionlint
+    build_kubeconform
     ;;
   paths)
     echo "HELM=$helm_bin/helm"
     echo "ACTIONLINT=$actionlint_bin/actionlint"
+    echo "KUBECONFORM=$kubeconform_bin/kubeconform"
     ;;
   *)
     echo "usage: $0 build|paths" >&2
