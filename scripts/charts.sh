@@ -14,9 +14,9 @@ HELM_VERSION="${HELM_VERSION:-v4.3.2}"
 cache="${FLASHSALE_CACHE_DIR:-$HOME/.cache/flashsale}"
 ACTIONLINT_VERSION="${ACTIONLINT_VERSION:-v1.7.12}"
 KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.8.0}"
-kubeconform_bin="$cache/charts/kubeconform/$KUBECONFORM_VERSION/bin"
 helm_bin="$cache/charts/helm/$HELM_VERSION/bin"
 actionlint_bin="$cache/charts/actionlint/$ACTIONLINT_VERSION/bin"
+kubeconform_bin="$cache/charts/kubeconform/$KUBECONFORM_VERSION/bin"
 
 log() { echo "charts: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -24,56 +24,30 @@ die() { log "$*"; exit 1; }
 # shellcheck source=lib/go_tools.sh
 source "$repo/scripts/lib/go_tools.sh"
 
-build_helm() {
-  if [ -x "$helm_bin/helm" ]; then
-    log "helm $HELM_VERSION cached in $helm_bin"
+# build_cached NAME BIN MODULE VERSION LDFLAGS PACKAGE: BIN/NAME built once (two test processes at once build once).
+build_cached() {
+  local name=$1 bin=$2 module=$3 version=$4 ldflags=$5 package=$6
+  if [ -x "$bin/$name" ]; then
+    log "$name $version cached in $bin"
     return 0
   fi
-  mkdir -p "$(dirname "$helm_bin")"
+  mkdir -p "$(dirname "$bin")"
   (
-    exec 9>"$helm_bin.lock"
-    flock 9  # two test processes building at once build once
-    [ -x "$helm_bin/helm" ] && exit 0
-    go_build_pinned "$helm_bin" helm.sh/helm/v4 "$HELM_VERSION" "" "" \
-      "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" helm.sh/helm/v4/cmd/helm
-  )
-}
-
-build_actionlint() {
-  if [ -x "$actionlint_bin/actionlint" ]; then
-    log "actionlint $ACTIONLINT_VERSION cached in $actionlint_bin"
-    return 0
-  fi
-  mkdir -p "$(dirname "$actionlint_bin")"
-  (
-    exec 9>"$actionlint_bin.lock"
+    exec 9>"$bin.lock"
     flock 9
-    [ -x "$actionlint_bin/actionlint" ] && exit 0
-    go_build_pinned "$actionlint_bin" github.com/rhysd/actionlint "$ACTIONLINT_VERSION" "" "" \
-      "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
-  )
-}
-
-build_kubeconform() {
-  if [ -x "$kubeconform_bin/kubeconform" ]; then
-    log "kubeconform $KUBECONFORM_VERSION cached in $kubeconform_bin"
-    return 0
-  fi
-  mkdir -p "$(dirname "$kubeconform_bin")"
-  (
-    exec 9>"$kubeconform_bin.lock"
-    flock 9
-    [ -x "$kubeconform_bin/kubeconform" ] && exit 0
-    go_build_pinned "$kubeconform_bin" github.com/yannh/kubeconform "$KUBECONFORM_VERSION" "" "" \
-      "-s -w -X main.version=$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+    [ -x "$bin/$name" ] && exit 0
+    go_build_pinned "$bin" "$module" "$version" "" "" "$ldflags" "$package"
   )
 }
 
 case "${1:-}" in
   build)
-    build_helm
-    build_actionlint
-    build_kubeconform
+    build_cached helm "$helm_bin" helm.sh/helm/v4 "$HELM_VERSION" \
+      "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" helm.sh/helm/v4/cmd/helm
+    build_cached actionlint "$actionlint_bin" github.com/rhysd/actionlint "$ACTIONLINT_VERSION" \
+      "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+    build_cached kubeconform "$kubeconform_bin" github.com/yannh/kubeconform "$KUBECONFORM_VERSION" \
+      "-s -w -X main.version=$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
     ;;
   paths)
     echo "HELM=$helm_bin/helm"
