@@ -127,17 +127,19 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
 
 
-def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
-    """A kubeconfig holding a token of the operator's ServiceAccount (bound by operator/rbac.yaml)."""
+def service_account_kubeconfig(
+    kubectl: Kubectl, path: Path, account: str = SERVICE_ACCOUNT, namespace: str = NAMESPACE
+) -> Path:
+    """A kubeconfig holding a token of a ServiceAccount (the operator's of operator/rbac.yaml unless told)."""
     admin = kubectl.json("config", "view", "--raw")
     cluster = admin["clusters"][0]["cluster"]
-    token = kubectl.run("create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=2h").stdout.strip()
+    token = kubectl.run("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip()
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "envtest", "cluster": cluster}],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "envtest", "user": SERVICE_ACCOUNT}}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "envtest", "user": account}}],
         "current-context": "operator",
     }
     assert base64.b64decode(cluster["certificate-authority-data"])
@@ -162,7 +164,7 @@ def owned_topics(kubectl: Kubectl, flashsale_name: str) -> list[dict[str, Any]]:
     return items
 
 
-def mark_topic_ready(kubectl: Kubectl, topic: dict[str, Any]) -> None:
+def mark_topic_ready(kubectl: Kubectl, topic: dict[str, Any], namespace: str = NAMESPACE) -> None:
     """Play the Strimzi Topic Operator: report the KafkaTopic Ready for its current generation."""
     status = {
         "conditions": [{"type": "Ready", "status": "True", "reason": "TopicCreated"}],
@@ -174,7 +176,7 @@ def mark_topic_ready(kubectl: Kubectl, topic: dict[str, Any]) -> None:
         "kafkatopic",
         topic["metadata"]["name"],
         "-n",
-        NAMESPACE,
+        namespace,
         "--subresource=status",
         "--type=merge",
         "-p",

@@ -5,8 +5,6 @@ phases while scaling the chart's sales Deployment up and back; then `helm upgrad
 
 from __future__ import annotations
 
-import base64
-import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_harness import Kubectl, OperatorProcess, flashsale
+from operator_harness import Kubectl, OperatorProcess, flashsale, mark_topic_ready, service_account_kubeconfig
 from waiting import eventually_sync
 
 from flashsale.common import timeutil
@@ -84,40 +82,16 @@ def _wait_phase(kubectl: Kubectl, operator: OperatorProcess, name: str, phase: s
         raise AssertionError(f"{exc}; status {_status(kubectl, name)}\noperator log:\n{operator.tail()}") from None
 
 
-def _mark_ready(kubectl: Kubectl, topic: dict[str, Any]) -> None:
-    """Play the Strimzi Topic Operator for the KafkaTopic."""
-    status = {
-        "conditions": [{"type": "Ready", "status": "True", "reason": "TopicCreated"}],
-        "observedGeneration": topic["metadata"]["generation"],
-        "topicName": topic["metadata"]["name"],
-    }
-    kubectl.run(
-        "patch", "kafkatopic", topic["metadata"]["name"], "-n", SHOP, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": status}),
-    )  # fmt: skip
-
-
 def _chart_operator(kubectl: Kubectl, folder: Path) -> OperatorProcess:
     """The operator as a process configured by the chart's Deployment, logged in with its ServiceAccount token."""
     deployment = _get(kubectl, "deployment", "flashsale-operator")
     assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    token = kubectl.run("create", "token", pod["serviceAccountName"], "-n", SHOP, "--duration=1h").stdout.strip()
-    admin = kubectl.json("config", "view", "--raw")
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "envtest", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": "chart-operator", "user": {"token": token}}],
-        "contexts": [{"name": "chart", "context": {"cluster": "envtest", "user": "chart-operator"}}],
-        "current-context": "chart",
-    }
-    assert base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])  # type: ignore[index]
-    (folder / "kubeconfig").write_text(json.dumps(config))
+    kubeconfig = service_account_kubeconfig(kubectl, folder / "kubeconfig", pod["serviceAccountName"], SHOP)
     env = {e["name"]: e.get("value", "") for e in container["env"]}  # the API server drops an empty value
     env.update(
-        KUBECONFIG=str(folder / "kubeconfig"),
+        KUBECONFIG=str(kubeconfig),
         PATH="/usr/bin:/bin",
         FLASHSALE_OPERATOR_HEALTH_PORT=str(cache.free_port()),  # the chart's 8080 is a pod's own
         FLASHSALE_OPERATOR_POLL_S="0.3",
@@ -171,7 +145,7 @@ def test_the_charts_install_run_a_sale_upgrade_and_uninstall(
 
         (found,) = eventually_sync(topic, every_s=0.2, within_s=30, what=f"the KafkaTopic of {name}")
         assert found["metadata"]["labels"]["strimzi.io/cluster"] == "flashsale-kafka"  # the chart's Kafka
-        _mark_ready(kubectl, found)
+        mark_topic_ready(kubectl, found, SHOP)
         assert _wait_phase(kubectl, operator, name, "Active")["partitions"] == 3
         eventually_sync(
             lambda: _replicas(kubectl), until=lambda n: n == 3, within_s=15, every_s=0.2,
