@@ -3,6 +3,7 @@ gateway's HTTP and gRPC client metrics on /metrics, labelled by route template a
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import grpc
@@ -115,6 +116,7 @@ async def test_the_purchase_path_exports_its_figures_and_the_oversell_gauge_stay
     assert _value(samples, "flashsale_decisions_total", sale=sale_id, outcome="accepted") == 2
     assert _value(samples, "flashsale_decisions_total", sale=sale_id, outcome="sold_out") == 1
     assert _value(samples, "flashsale_decision_latency_seconds_count", sale=sale_id) == 3
+    assert abs(_value(samples, "flashsale_sale_last_decision_timestamp_seconds", sale=sale_id) - time.time()) < 60
     assert _value(samples, "flashsale_round_duration_seconds_count") >= 1
     assert _value(samples, "flashsale_worker_partitions", sale=sale_id) == sale.stock  # one partition per unit
     assert _value(samples, "flashsale_sale_stock", sale=sale_id) == 2

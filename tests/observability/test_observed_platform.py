@@ -37,6 +37,7 @@ FAMILIES = (
     "flashsale_outbox_backlog",
     "flashsale_requests_taken_total",
     "flashsale_decisions_total",
+    "flashsale_sale_last_decision_timestamp_seconds",
     "flashsale_decision_latency_seconds_bucket",
     "flashsale_round_duration_seconds_bucket",
     "flashsale_round_requests_bucket",

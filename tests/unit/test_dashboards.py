@@ -21,6 +21,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SALE_LABELLED = {
     "flashsale_requests_taken_total",
     "flashsale_decisions_total",
+    "flashsale_sale_last_decision_timestamp_seconds",
     "flashsale_decision_latency_seconds_bucket",
     "flashsale_decision_latency_seconds_sum",
     "flashsale_decision_latency_seconds_count",

@@ -1,5 +1,6 @@
 """The purchase path's own metrics (flashsale_*): requests taken, decisions by outcome, request→decision latency
-(log-append time to the round's commit), rounds, refills, the partitions each worker holds, and each sale's stock,
+(log-append time to the round's commit), the time of each sale's last decision, rounds, refills, the partitions
+each worker holds, and each sale's stock,
 remaining, sold and oversold units read from the ledger at scrape time. Labelled by sale and outcome only."""
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class PipelineMetrics:
         )  # fmt: skip
         self._decisions = prometheus_client.Counter(
             "flashsale_decisions_total", "Purchase requests decided, by outcome.", ("sale", "outcome"), registry=reg
+        )
+        self._last_decision = prometheus_client.Gauge(
+            "flashsale_sale_last_decision_timestamp_seconds",
+            "Unix time of the last round that decided requests of a sale in this process.",
+            ("sale",),
+            registry=reg,
         )
         self._latency = metrics.BulkHistogram(
             reg,
@@ -73,14 +80,10 @@ class PipelineMetrics:
         round's duration and size."""
         refilled: dict[str, int] = {}
         for sale_id, made, arrivals, moved in batches:
-            if sale_id not in self._decided:  # its series exist from its first round, at 0
-                self._decided.add(sale_id)
-                for outcome in _OUTCOMES:
-                    self._decisions.labels(sale_id, outcome)
-                self._refills.labels(sale_id)
-                self._refilled.labels(sale_id)
+            self._known(sale_id)
             if made:
                 decided_at = made[0].decided_at  # one round, one time
+                self._last_decision.labels(sale_id).set(decided_at / 1000)
                 for outcome, count in collections.Counter(map(_OUTCOME_OF, made)).items():  # in C, per decision
                     self._decisions.labels(sale_id, outcome).inc(count)
                 waited_ms = decided_at - numpy.asarray(arrivals, dtype=numpy.float64)
@@ -94,12 +97,24 @@ class PipelineMetrics:
         self._round_size.observe(sum(len(made) for _, made, _, _ in batches))
 
     def holding(self, per_sale: dict[str, int]) -> None:
-        """The partitions the worker holds now, per sale."""
+        """The partitions the worker holds now, per sale (a sale's decision series start at 0 here)."""
         for sale_id in self._holding - set(per_sale):
             self._held.remove(sale_id)
         for sale_id, count in per_sale.items():
             self._held.labels(sale_id).set(count)
+            self._known(sale_id)
         self._holding = set(per_sale)
+
+    def _known(self, sale_id: str) -> None:
+        """Create a sale's counters at 0 once, before its first decision, so a scrape sees them rise (a series
+        born at its first burst would show Prometheus no increase)."""
+        if sale_id in self._decided:
+            return
+        self._decided.add(sale_id)
+        for outcome in _OUTCOMES:
+            self._decisions.labels(sale_id, outcome)
+        self._refills.labels(sale_id)
+        self._refilled.labels(sale_id)
 
 
 def sale_figures(reg: metrics.Registry, db: database.Database) -> None:

@@ -1,0 +1,55 @@
+"""The worker group's committed offsets (what lag tools and the stall alert read) reach the end of every decided
+partition, even when sales keep arriving and each new request topic rebalances the group mid-commit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import confluent_kafka
+import pytest
+from test_sales_service import buy, running, sale_request
+from waiting import eventually
+
+from flashsale.common import topics
+from flashsale.common.settings import Settings
+from flashsale.sales import worker
+from flashsale_api.v1 import sales_pb2
+
+pytestmark = pytest.mark.integration
+
+SALES = 6
+
+
+def _behind(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Partition → (committed offset, end offset) where the worker group has not committed up to the end."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": worker.GROUP})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        lagging = {}
+        for tp in consumer.committed([confluent_kafka.TopicPartition(topic, p) for p in partitions], timeout=10):
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high > 0 and tp.offset < high:
+                lagging[tp.partition] = (tp.offset, high)
+        return lagging
+    finally:
+        consumer.close()
+
+
+async def test_committed_offsets_catch_up_though_new_sales_rebalance_the_group(base_settings: Settings) -> None:
+    async with running(base_settings) as p:
+        sold: list[str] = []
+        for n in range(SALES):  # each sale sold out, then at once the next sale's topic rebalances the group
+            sale = await p.sales.CreateSale(sale_request(p.product_id, stock=4, per_user_limit=1))
+            await p.sales.PrepareSale(sales_pb2.PrepareSaleRequest(sale_id=sale.sale_id, partitions=4))
+            answers = await asyncio.gather(*(p.sales.Purchase(buy(sale.sale_id, f"u{n}-{i}")) for i in range(6)))
+            assert sum(a.outcome == sales_pb2.PURCHASE_OUTCOME_ACCEPTED for a in answers) == 4
+            sold.append(sale.sale_id)
+        for sale_id in sold:  # nothing more is bought: only a retried commit can close a gap
+            topic = topics.request_topic(sale_id)
+            await eventually(
+                lambda topic=topic: asyncio.to_thread(_behind, p.settings.kafka_bootstrap, topic),
+                until=lambda lagging: not lagging,
+                within_s=30,
+                every_s=0.5,
+                what=f"the worker group's committed offsets at the end of {topic}",
+            )
