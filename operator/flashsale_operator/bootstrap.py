@@ -9,9 +9,9 @@ import kopf
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
-from flashsale.common import logs, process
+from flashsale.common import logs, metrics, process
 from flashsale.common import settings as common_settings
-from flashsale_operator import decide, handlers, kube
+from flashsale_operator import decide, handlers, kube, operator_metrics
 from flashsale_operator import settings as operator_settings
 from flashsale_operator.sales_client import SalesClient
 
@@ -36,6 +36,12 @@ async def run(
     """Run the operator until SIGTERM/SIGINT (or `stop`)."""
     api = await api_client()
     sales = SalesClient(config.sales_addr, own.operator_rpc_timeout_s)
+    recorded: operator_metrics.OperatorMetrics | None = None
+    endpoint: metrics.Endpoint | None = None
+    if config.metrics_port:
+        registry = metrics.registry()
+        recorded = operator_metrics.OperatorMetrics(registry)
+        endpoint = metrics.serve(registry, config.metrics_host, config.metrics_port)
     ctx = handlers.Context(
         api=api,
         sales=sales,
@@ -45,9 +51,10 @@ async def run(
             stats_interval_s=own.operator_stats_interval_s,
         ),
         kube_options=kube.KubeOptions(own.strimzi_cluster, own.topic_namespace, own.topic_replicas),
+        metrics=recorded,
     )
-    registry = kopf.OperatorRegistry()
-    handlers.register(registry, ctx)
+    handlers_registry = kopf.OperatorRegistry()
+    handlers.register(handlers_registry, ctx)
     kopf_settings = kopf.OperatorSettings()
     handlers.configure(kopf_settings)
     namespaces = [own.operator_namespace] if own.operator_namespace else []
@@ -57,7 +64,7 @@ async def run(
     )
     try:
         await kopf.operator(
-            registry=registry,
+            registry=handlers_registry,
             settings=kopf_settings,
             standalone=True,
             clusterwide=not namespaces,
@@ -68,6 +75,8 @@ async def run(
             else None,
         )
     finally:
+        if endpoint is not None:
+            endpoint.close()
         await sales.close()
         await api.close()
 

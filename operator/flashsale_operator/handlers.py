@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import kopf
 from kubernetes_asyncio import client as k8s
 
 from flashsale.common import errors
-from flashsale_operator import decide, kube, plan, reconciler
+from flashsale_operator import decide, kube, operator_metrics, plan, reconciler
 from flashsale_operator.sales_client import SalesClient
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Context:
     sales: SalesClient
     options: decide.Options
     kube_options: kube.KubeOptions
+    metrics: operator_metrics.OperatorMetrics | None = None
     wakes: dict[str, asyncio.Event] = dataclasses.field(default_factory=dict)
     generations: dict[str, int] = dataclasses.field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
@@ -100,23 +102,30 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
                 async with ctx.lock(uid):
                     if stopped:
                         break
+                    started, ok = time.monotonic(), False
                     try:
                         delay = await reconciler.run_pass(backend, ctx.options)
+                        ok = True
                     except errors.TemporaryError as exc:
                         log.warning("%s: pass failed, retrying: %s", backend.key, exc, extra={"flashsale": backend.key})
                         delay = ERROR_BACKOFF_S
                     except Exception:
                         log.exception("%s: pass failed, retrying", backend.key, extra={"flashsale": backend.key})
                         delay = ERROR_BACKOFF_S
+                    if ctx.metrics is not None:
+                        ctx.metrics.passed(time.monotonic() - started, ok)
                 await _sleep(stopped, wake, delay)
         finally:
             ctx.wakes.pop(uid, None)
             ctx.generations.pop(uid, None)
 
     @kopf.on.event(kube.GROUP, kube.VERSION, kube.PLURAL, registry=registry, id="wake-on-spec-change")
-    async def spec_changed(body: kopf.Body, **_: Any) -> None:
-        """Wake the FlashSale's daemon when its spec changed (a new generation)."""
+    async def spec_changed(body: kopf.Body, event: kopf.RawEvent, **_: Any) -> None:
+        """Wake the FlashSale's daemon when its spec changed (a new generation); note its phase."""
         uid = str(body.metadata.uid)
+        if ctx.metrics is not None:
+            phase = (body.get("status") or {}).get("phase")
+            ctx.metrics.seen(uid, str(phase) if phase and event.get("type") != "DELETED" else None)
         generation = int(body.metadata.get("generation", 0))
         if ctx.generations.get(uid) != generation:
             ctx.generations[uid] = generation
@@ -134,3 +143,5 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             except errors.TemporaryError as exc:
                 raise kopf.TemporaryError(str(exc), delay=ERROR_BACKOFF_S) from exc
         ctx.locks.pop(uid, None)
+        if ctx.metrics is not None:
+            ctx.metrics.seen(uid, None)

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from operator_harness import Kubectl, OperatorProcess, flashsale, mark_topic_ready, service_account_kubeconfig
+from prometheus_client import parser
 from waiting import eventually_sync
 
 from flashsale.common import timeutil
@@ -82,6 +84,21 @@ def _wait_phase(kubectl: Kubectl, operator: OperatorProcess, name: str, phase: s
         raise AssertionError(f"{exc}; status {_status(kubectl, name)}\noperator log:\n{operator.tail()}") from None
 
 
+def _port(container: dict[str, Any], name: str) -> int:
+    return next(int(p["containerPort"]) for p in container["ports"] if p["name"] == name)
+
+
+def _operator_metrics(operator: OperatorProcess) -> dict[tuple[str, str], float]:
+    """(family, phase or result) → value of the operator's own series."""
+    text = httpx.get(f"http://127.0.0.1:{operator.env['FLASHSALE_METRICS_PORT']}/metrics", timeout=5).text
+    return {
+        (sample.name, sample.labels.get("phase") or sample.labels.get("result") or ""): sample.value
+        for family in parser.text_string_to_metric_families(text)
+        if family.name.startswith("flashsale_operator_")
+        for sample in family.samples
+    }
+
+
 def _chart_operator(kubectl: Kubectl, folder: Path) -> OperatorProcess:
     """The operator as a process configured by the chart's Deployment, logged in with its ServiceAccount token."""
     deployment = _get(kubectl, "deployment", "flashsale-operator")
@@ -90,10 +107,13 @@ def _chart_operator(kubectl: Kubectl, folder: Path) -> OperatorProcess:
     (container,) = pod["containers"]
     kubeconfig = service_account_kubeconfig(kubectl, folder / "kubeconfig", pod["serviceAccountName"], SHOP)
     env = {e["name"]: e.get("value", "") for e in container["env"]}  # the API server drops an empty value
+    assert env["FLASHSALE_METRICS_PORT"] == str(_port(container, "metrics"))  # what the chart's Service targets
     env.update(
         KUBECONFIG=str(kubeconfig),
         PATH="/usr/bin:/bin",
         FLASHSALE_OPERATOR_HEALTH_PORT=str(cache.free_port()),  # the chart's 8080 is a pod's own
+        FLASHSALE_METRICS_HOST="127.0.0.1",
+        FLASHSALE_METRICS_PORT=str(cache.free_port()),  # and so is its metrics port
         FLASHSALE_OPERATOR_POLL_S="0.3",
         FLASHSALE_OPERATOR_STATS_INTERVAL_S="0.5",
         FLASHSALE_LOG_FORMAT="text",
@@ -111,7 +131,7 @@ def installed(helm: Helm, sales_services: dict[str, str], tmp_path: Path) -> Ite
     )  # fmt: skip
     helm.run(
         "install", "flashsale-operator", str(REPO / "charts" / "flashsale-operator"),
-        "--set", f"flashsale.salesAddress={sales_services['sales']}",
+        "--set", f"flashsale.salesAddress={sales_services['sales']}", "--set", "metrics.serviceMonitor.enabled=true",
     )  # fmt: skip
     try:
         yield helm
@@ -129,6 +149,8 @@ def test_the_charts_install_run_a_sale_upgrade_and_uninstall(
     manifest = list(yaml.safe_load_all(installed.run("get", "manifest", "flashsale")))
     assert kinds <= {doc["kind"] for doc in manifest if doc}
     assert _replicas(kubectl) == 1
+    operator_kinds = {doc["kind"] for doc in yaml.safe_load_all(installed.run("get", "manifest", "flashsale-operator"))}
+    assert {"Deployment", "Service", "ServiceMonitor", "Role", "RoleBinding", "ServiceAccount"} <= operator_kinds
 
     operator = _chart_operator(kubectl, tmp_path)
     operator.start()
@@ -152,6 +174,14 @@ def test_the_charts_install_run_a_sale_upgrade_and_uninstall(
             what="the chart's sales Deployment scaled to the 3 partitions",
         )  # fmt: skip
         ended = _wait_phase(kubectl, operator, name, "Ended")
+        seen = eventually_sync(
+            lambda: _operator_metrics(operator),
+            until=lambda found: found.get(("flashsale_operator_flashsales", "Ended")) == 1,
+            within_s=15, every_s=0.2, what="the operator's metrics showing the FlashSale Ended",
+        )  # fmt: skip
+        passes = seen[("flashsale_operator_passes_total", "ok")]
+        assert passes >= 3  # warming, active, ended at least
+        assert seen[("flashsale_operator_pass_duration_seconds_count", "")] >= passes
         assert ended["scaling"]["deployment"] == f"{SHOP}/flashsale-sales"
         assert (ended["scaling"]["previousReplicas"], ended["scaling"]["targetReplicas"]) == (1, 3)
         eventually_sync(
@@ -159,6 +189,11 @@ def test_the_charts_install_run_a_sale_upgrade_and_uninstall(
             what="the chart's sales Deployment back to 1",
         )  # fmt: skip
         kubectl.run("delete", "flashsale", name, "-n", SHOP, "--wait=true", "--timeout=60s")  # its finalizer released
+        eventually_sync(
+            lambda: _operator_metrics(operator),
+            until=lambda found: ("flashsale_operator_flashsales", "Ended") not in found,
+            within_s=15, every_s=0.2, what="the deleted FlashSale gone from the operator's metrics",
+        )  # fmt: skip
     finally:
         operator.stop()
 
