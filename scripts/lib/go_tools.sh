@@ -8,7 +8,8 @@ go_env() { env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false
 # go_build_pinned DEST MODULE VERSION SIBLINGS SIBLING_VERSION LDFLAGS PACKAGE...
 # Builds PACKAGEs of MODULE@VERSION into DEST through a throwaway tools module. A tools module does not inherit
 # its dependency's replace lines, so they are repeated:
-# - a replace by another module version (github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0) is
+# - a replace by another module version (github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0), or of one
+#   version only (github.com/vmware-labs/yaml-jsonpath v0.3.2 => github.com/helm-unittest/yaml-jsonpath v0.4.0), is
 #   copied as it is;
 # - a module like k8s.io/kubernetes replaces its sibling modules by local paths (./staging/src/k8s.io/api): each
 #   go.mod line matching the extended regex SIBLINGS (group 1 = the sibling's module path) becomes a replace by
@@ -28,7 +29,9 @@ go_build_pinned() {
     gomod=$(go_env go list -m -f '{{.GoMod}}' "$module@$version")
     while read -r line; do
       edits+=(-replace="$line")
-    done < <(sed -En 's#^(replace)?[[:space:]]*([^[:space:]]+) => ([^.[:space:]][^[:space:]]*) (v[^[:space:]]+)$#\2=\3@\4#p' "$gomod")
+    done < <(sed -En \
+      -e 's#^(replace)?[[:space:]]*([^[:space:]]+) (v[^[:space:]]+) => ([^.[:space:]][^[:space:]]*) (v[^[:space:]]+)$#\2@\3=\4@\5#p' \
+      -e 's#^(replace)?[[:space:]]*([^[:space:]]+) => ([^.[:space:]][^[:space:]]*) (v[^[:space:]]+)$#\2=\3@\4#p' "$gomod")
     if [ -n "$siblings" ]; then
       local found=0
       while read -r line; do
