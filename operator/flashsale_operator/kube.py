@@ -24,6 +24,7 @@ TOPICS = "kafkatopics"
 CLUSTER_LABEL = "strimzi.io/cluster"
 OWNER_LABEL = "flashsale.io/flashsale"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "flashsale-operator"}
+FIELD_MANAGER = "flashsale-operator"  # whose fields the API server records the operator's writes as
 TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}  # what the sales service creates its topics with
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -196,7 +197,12 @@ class KubeBackend:
     async def _ensure_topic(self, name: str, partitions: int) -> None:
         try:
             await self._custom.create_namespaced_custom_object(
-                STRIMZI_GROUP, STRIMZI_VERSION, self._topic_namespace, TOPICS, self._topic_manifest(name, partitions)
+                STRIMZI_GROUP,
+                STRIMZI_VERSION,
+                self._topic_namespace,
+                TOPICS,
+                self._topic_manifest(name, partitions),
+                field_manager=FIELD_MANAGER,
             )
             return
         except k8s.ApiException as exc:
@@ -212,6 +218,7 @@ class KubeBackend:
                 TOPICS,
                 name,
                 {"spec": {"partitions": partitions}},
+                field_manager=FIELD_MANAGER,
                 _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # accepted by the client, missing in its stubs
             )
         except k8s.ApiException as exc:
@@ -237,6 +244,7 @@ class KubeBackend:
                 action.name,
                 action.namespace,
                 body,
+                field_manager=FIELD_MANAGER,
                 _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # accepted by the client, missing in its stubs
             )
         except k8s.ApiException as exc:
@@ -252,6 +260,7 @@ class KubeBackend:
                 PLURAL,
                 self._name,
                 {"status": status.to_dict()},
+                field_manager=FIELD_MANAGER,
                 _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # accepted by the client, missing in its stubs
             )
         except k8s.ApiException as exc:

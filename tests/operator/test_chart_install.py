@@ -173,6 +173,12 @@ def test_the_charts_install_run_a_sale_upgrade_and_uninstall(
             lambda: _replicas(kubectl), until=lambda n: n == 3, within_s=15, every_s=0.2,
             what="the chart's sales Deployment scaled to the 3 partitions",
         )  # fmt: skip
+        chart = str(REPO / "charts" / "flashsale")  # an upgrade mid-sale neither conflicts with the operator nor scales
+        installed.run("upgrade", "flashsale", chart, "--reuse-values", "--set", "config.rateBurst=150")  # it down
+        assert (_replicas(kubectl), _status(kubectl, name)["phase"]) == (3, "Active")
+        sales = kubectl.json("get", "deployment", "flashsale-sales", "-n", SHOP, "--show-managed-fields")
+        managers = {field["manager"] for field in sales["metadata"]["managedFields"]}
+        assert "flashsale-operator" in managers, managers
         ended = _wait_phase(kubectl, operator, name, "Ended")
         seen = eventually_sync(
             lambda: _operator_metrics(operator),
