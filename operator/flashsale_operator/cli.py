@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from flashsale.common import kafka_security
 from flashsale.common import settings as common_settings
 from flashsale_operator import decide, local, state
 from flashsale_operator import settings as operator_settings
@@ -43,7 +44,11 @@ async def _main(args: argparse.Namespace) -> int:
     sales = SalesClient(config.sales_addr, own.operator_rpc_timeout_s)
     try:
         backend = local.LocalBackend(
-            args.filename, states, sales, local.KafkaTopics(config.kafka_bootstrap), local.print_event(sys.stdout)
+            args.filename,
+            states,
+            sales,
+            local.KafkaTopics(config.kafka_bootstrap, kafka_security.client_settings(config)),
+            local.print_event(sys.stdout),
         )
         if args.sale_command == "delete":
             await local.delete(backend, states, options)

@@ -21,7 +21,7 @@ import confluent_kafka
 import yaml
 from confluent_kafka import admin as kafka_admin
 
-from flashsale.common import errors, timeutil, topics
+from flashsale.common import errors, kafka_security, timeutil, topics
 from flashsale_operator import decide, plan, reconciler, state
 from flashsale_operator import observed as obs
 from flashsale_operator.sales_client import Refused, SalesClient
@@ -92,8 +92,8 @@ class StateFile:
 class KafkaTopics:
     """Request topics through Kafka's admin API (blocking: call from a thread)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap})
+    def __init__(self, bootstrap: str, security: kafka_security.Security | None = None) -> None:
+        self._admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap, **(security or {})})
 
     def view(self, name: str) -> obs.TopicView | None:
         """The topic, Ready once every partition has a leader; None when it does not exist.

@@ -17,7 +17,17 @@ from typing import Any
 import confluent_kafka
 import confluent_kafka.admin as admin
 
-from flashsale.common import backoff, errors, events, kafka_metrics, timeutil, topic_readiness, topics, tracing
+from flashsale.common import (
+    backoff,
+    errors,
+    events,
+    kafka_metrics,
+    kafka_security,
+    timeutil,
+    topic_readiness,
+    topics,
+    tracing,
+)
 from flashsale_api.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -25,10 +35,23 @@ log = logging.getLogger(__name__)
 Handler = Callable[[events_pb2.EventEnvelope], None]
 
 
-def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, timeout: float = 30.0) -> None:
-    """Create the topics that do not exist yet (idempotent); return once their partitions take writes."""
-    client = admin.AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(client.list_topics(timeout=timeout).topics)
+def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    timeout: float = 30.0,
+    security: kafka_security.Security | None = None,
+) -> None:
+    """Create the topics that do not exist yet (idempotent); return once their partitions take writes. A login
+    Kafka refuses (credentials, an untrusted certificate) is a ConfigError saying which."""
+    watch = kafka_security.LoginWatch()
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, **(security or {}), "error_cb": watch}
+    client = admin.AdminClient(config)
+    try:
+        existing = set(client.list_topics(timeout=timeout).topics)
+    except confluent_kafka.KafkaException:
+        watch.raise_if_refused(client.poll)
+        raise
     new_topic = admin.NewTopic  # type: ignore[attr-defined]
     wanted = [new_topic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
     if not wanted:
@@ -46,10 +69,17 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int, timeout
 class EventProducer:
     """An idempotent producer of envelopes; `publish` resolves once the broker acknowledged."""
 
-    def __init__(self, bootstrap: str, client_id: str, counted: kafka_metrics.KafkaMetrics | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str,
+        counted: kafka_metrics.KafkaMetrics | None = None,
+        security: kafka_security.Security | None = None,
+    ) -> None:
         self._counted = counted
         self._producer = confluent_kafka.Producer(
             {
+                **(security or {}),
                 "bootstrap.servers": bootstrap,
                 "client.id": client_id,
                 "enable.idempotence": True,
@@ -204,6 +234,7 @@ class EventConsumer:
         max_backoff_s: float = 5.0,
         offset_reset: str = "earliest",
         counted: kafka_metrics.KafkaMetrics | None = None,
+        security: kafka_security.Security | None = None,
     ) -> None:
         self._counted = counted
         stats = (
@@ -217,6 +248,7 @@ class EventConsumer:
         self._consumer = confluent_kafka.Consumer(
             {
                 **stats,
+                **(security or {}),
                 "bootstrap.servers": bootstrap,
                 "group.id": group_id,
                 # at-least-once: an offset is stored only after its message was processed, and

@@ -11,7 +11,18 @@ from typing import Any
 import prometheus_client
 import prometheus_client.core
 
-from flashsale.common import database, grpc_server, kafka, kafka_metrics, logs, metrics, outbox, topics, tracing
+from flashsale.common import (
+    database,
+    grpc_server,
+    kafka,
+    kafka_metrics,
+    kafka_security,
+    logs,
+    metrics,
+    outbox,
+    topics,
+    tracing,
+)
 from flashsale.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +39,7 @@ class ServiceRuntime:
     relay: outbox.OutboxRelay
     server: grpc_server.GrpcService
     counted: kafka_metrics.KafkaMetrics | None  # Kafka records produced, consumed, dead-lettered; consumer lag
+    kafka_security: kafka_security.Security  # how every Kafka client of the process logs in
 
     @property
     def recording(self) -> bool:
@@ -59,6 +71,7 @@ class ServiceRuntime:
             self.producer,
             offset_reset=offset_reset,
             counted=self.counted,
+            security=self.kafka_security,
         )
 
         async def stop() -> None:
@@ -81,14 +94,15 @@ def build_runtime(
 ) -> ServiceRuntime:
     """Configure logging and traces, open and migrate the database, connect Kafka and create the gRPC server."""
     logs.configure_logging(name, settings.log_level, settings.log_format)
+    security = kafka_security.client_settings(settings)  # a bad Kafka login is refused before anything opens
     stop_tracing = tracing.configure(name)
     registry = metrics.registry()
     recording = bool(settings.metrics_port)  # no endpoint: nothing is recorded on the hot paths either
     counted = kafka_metrics.KafkaMetrics(registry) if recording else None
     db = database.open_database(settings, name)
     db.migrate([outbox.MIGRATION, *migrations])
-    kafka.ensure_topics(settings.kafka_bootstrap, topics.ALL, settings.kafka_partitions)
-    producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}", counted)
+    kafka.ensure_topics(settings.kafka_bootstrap, topics.ALL, settings.kafka_partitions, security=security)
+    producer = kafka.EventProducer(settings.kafka_bootstrap, f"flashsale-{name}", counted, security)
     relay = outbox.OutboxRelay(db, producer)
     listen = settings.grpc_listen or address  # in a pod: every interface, while the others dial the Service name
     server = grpc_server.GrpcService(name, listen, service_names, registry, record=recording)
@@ -110,7 +124,7 @@ def build_runtime(
         await asyncio.to_thread(stop_tracing)
 
     server.on_shutdown(close)
-    return ServiceRuntime(name, settings, db, producer, relay, server, counted)
+    return ServiceRuntime(name, settings, db, producer, relay, server, counted, security)
 
 
 def _database_figures(db: database.Database) -> list[prometheus_client.Metric]:

@@ -26,6 +26,21 @@ class Settings(pydantic_settings.BaseSettings):
     log_format: Literal["json", "text"] = pydantic.Field("json", description="Structured JSON or plain text logs.")
     kafka_bootstrap: str = pydantic.Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_partitions: int = pydantic.Field(8, ge=1, le=256, description="Partitions of topics the services create.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = pydantic.Field(
+        "PLAINTEXT", description="How the Kafka clients connect: SASL_SSL for a Strimzi KafkaUser on the TLS listener."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = pydantic.Field(
+        "SCRAM-SHA-512", description="SASL mechanism of the Kafka user (SASL_* protocols)."
+    )
+    kafka_sasl_username: str = pydantic.Field("", description="Kafka user name (required by the SASL_* protocols).")
+    kafka_sasl_password: pydantic.SecretStr = pydantic.Field(
+        pydantic.SecretStr(""), description="Kafka user's password (required by the SASL_* protocols)."
+    )
+    kafka_ssl_ca_location: str = pydantic.Field(
+        "",
+        description="PEM file of the CA that signed the brokers' certificates (Strimzi's cluster CA, ca.crt) for the "
+        "SSL protocols; empty: the system's CAs.",
+    )
     db_backend: Literal["sqlite", "postgres"] = pydantic.Field("sqlite", description="Storage backend.")
     sqlite_dir: Path = pydantic.Field(Path("var"), description="Folder of the SQLite files, one per service.")
     postgres_dsn: str = pydantic.Field(

@@ -45,7 +45,7 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
     pipeline_metrics.sale_figures(rt.registry, rt.db)
     waiters = waiting.Waiters(loop)
     decisions = waiting.Decisions(rt.db, waiters)
-    kafka_topics = request_topics.RequestTopics(settings.kafka_bootstrap)
+    kafka_topics = request_topics.RequestTopics(settings.kafka_bootstrap, rt.kafka_security)
     sales = service.SalesService(
         rt.db,
         rt.relay.notify,
@@ -66,6 +66,7 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
             settings.sales_batch_max,
             telemetry=telemetry,
             counted=rt.counted,
+            security=rt.kafka_security,
         )
 
         async def run_worker() -> None:

@@ -8,7 +8,7 @@ import time
 import confluent_kafka
 import confluent_kafka.admin as kafka_admin
 
-from flashsale.common import errors, topic_readiness
+from flashsale.common import errors, kafka_security, topic_readiness
 
 CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
@@ -16,9 +16,9 @@ CONFIG = {"message.timestamp.type": "LogAppendTime"}
 class RequestTopics:
     """Kafka's admin API and watermarks for request topics (blocking: call from a thread)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
-        self._admin = kafka_admin.AdminClient({"bootstrap.servers": bootstrap})  # thread-safe, as librdkafka is
+    def __init__(self, bootstrap: str, security: kafka_security.Security | None = None) -> None:
+        self._client: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, **(security or {})}
+        self._admin = kafka_admin.AdminClient(self._client)  # thread-safe, as librdkafka is
         self._watermarks: confluent_kafka.Consumer | None = None
         self._known: set[str] = set()  # topics seen to exist (a request topic is never deleted under a sale)
 
@@ -74,7 +74,7 @@ class RequestTopics:
         """The offset after the last record of each partition."""
         if self._watermarks is None:
             self._watermarks = confluent_kafka.Consumer(
-                {"bootstrap.servers": self._bootstrap, "group.id": "flashsale-sales-stats", "enable.auto.commit": False}
+                {**self._client, "group.id": "flashsale-sales-stats", "enable.auto.commit": False}
             )
         ends = {}
         for p in partitions:

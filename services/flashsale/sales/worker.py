@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import confluent_kafka
 
-from flashsale.common import backoff, database, errors, kafka, kafka_metrics, topics, tracing
+from flashsale.common import backoff, database, errors, kafka, kafka_metrics, kafka_security, topics, tracing
 from flashsale.sales import domain, ledger, offset_store, pipeline_metrics, publisher, records, rounds, sale_store
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class SalesWorker:
         linger_s: float = 0.003,
         telemetry: pipeline_metrics.PipelineMetrics | None = None,
         counted: kafka_metrics.KafkaMetrics | None = None,
+        security: kafka_security.Security | None = None,
     ) -> None:
         self._telemetry = telemetry
         self._counted = counted
@@ -91,6 +92,7 @@ class SalesWorker:
         self._consumer = confluent_kafka.Consumer(
             {
                 **stats,
+                **(security or {}),
                 "bootstrap.servers": bootstrap,
                 "group.id": group,
                 "enable.auto.commit": False,

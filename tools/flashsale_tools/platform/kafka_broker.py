@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 
 from confluent_kafka.admin import AdminClient
@@ -159,6 +160,16 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+@dataclasses.dataclass(frozen=True)
+class SecuredListener:
+    """A SASL_SSL listener beside the plain one, as a Strimzi KafkaUser meets it on the TLS listener: the broker's
+    key and certificate chain in one PEM file, and the SCRAM-SHA-512 users it knows (name → password)."""
+
+    keystore_pem: pathlib.Path
+    users: Mapping[str, str]
+    port: int = dataclasses.field(default_factory=lambda: free_port())
+
+
 class KafkaBroker:
     """One Kafka 4.x KRaft node (broker+controller) on 127.0.0.1, run as a child process."""
 
@@ -168,21 +179,30 @@ class KafkaBroker:
         port: int | None = None,
         controller_port: int | None = None,
         quick_start: bool = True,
+        secured: SecuredListener | None = None,
     ):
         """Configure a broker storing its logs and config under ``data_dir``; ports default to free ones.
 
         ``quick_start`` runs the JVM with its first JIT tier only (fast to start, for tests and the demo); a
-        benchmark turns it off for the broker's full speed once warm."""
+        benchmark turns it off for the broker's full speed once warm. ``secured`` adds a SASL_SSL listener."""
         self.data_dir = pathlib.Path(data_dir).resolve()
         self._jvm_flags = (*_JVM_FLAGS, *(_QUICK_START_FLAGS if quick_start else ()))
         self.port = port if port is not None else free_port()
         self.controller_port = controller_port if controller_port is not None else free_port()
+        self.secured = secured
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         """Client bootstrap address, ``127.0.0.1:PORT``."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secured_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener's address (a broker started with ``secured``)."""
+        if self.secured is None:
+            raise KafkaBrokerError("this broker has no secured listener")
+        return f"127.0.0.1:{self.secured.port}"
 
     @property
     def log_file(self) -> pathlib.Path:
@@ -224,10 +244,27 @@ class KafkaBroker:
             "num.recovery.threads.per.data.dir": "1",
             "log.retention.check.interval.ms": "300000",
         }
+        if self.secured is not None:
+            props.update(self._secured_props(self.secured))
         config = self.data_dir / "server.properties"
         config.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
         (self.data_dir / "log4j2.properties").write_text(_LOG4J2_PROPERTIES)
         return config
+
+    def _secured_props(self, secured: SecuredListener) -> dict[str, str]:
+        """The SASL_SSL listener's settings: SCRAM-SHA-512 over TLS with a PEM keystore."""
+        listener = f"SASL_SSL://127.0.0.1:{secured.port}"
+        return {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},{listener}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},{listener}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(secured.keystore_pem),
+        }
 
     def _java(self, libs: pathlib.Path, main_class: str, *args: str) -> list[str]:
         """Build a java command line for ``main_class`` with the cached classpath."""
@@ -258,6 +295,11 @@ class KafkaBroker:
             "--standalone",
             "--config",
             str(config),
+            *(
+                arg
+                for name, password in (self.secured.users.items() if self.secured else ())
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+            ),
         )
         for attempt in (1, 2):  # a CI run once saw this JVM never return; a bounded wait and one retry
             try:

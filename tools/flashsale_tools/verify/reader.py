@@ -15,7 +15,7 @@ import uuid
 
 import confluent_kafka
 
-from flashsale.common import database, errors
+from flashsale.common import database, errors, kafka_security
 from flashsale.common.settings import Settings
 from flashsale_tools.verify import model
 
@@ -132,6 +132,7 @@ class Reader:
             if kafka:
                 self._consumer = confluent_kafka.Consumer(
                     {
+                        **kafka_security.client_settings(settings),
                         "bootstrap.servers": settings.kafka_bootstrap,
                         "group.id": f"flashsale-verify-{uuid.uuid4().hex}",
                         "enable.auto.commit": False,
