@@ -53,9 +53,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.kafka.namespace | default .Release.Namespace -}}
 {{- end -}}
 
-{{/* The Kafka bootstrap address (the cluster's plain internal listener). */}}
+{{/* The Kafka bootstrap address: the cluster's plain internal listener, or its TLS one for the KafkaUser. */}}
 {{- define "flashsale.kafkaBootstrap" -}}
-{{- printf "%s-kafka-bootstrap.%s.svc:9092" (include "flashsale.kafkaCluster" .) (include "flashsale.kafkaNamespace" .) -}}
+{{- $port := ternary 9093 9092 .Values.kafka.user.enabled -}}
+{{- printf "%s-kafka-bootstrap.%s.svc:%d" (include "flashsale.kafkaCluster" .) (include "flashsale.kafkaNamespace" .) $port -}}
+{{- end -}}
+
+{{/* The KafkaUser's name (and its password Secret's); fails when the Kafka cluster is in another namespace. */}}
+{{- define "flashsale.kafkaUser" -}}
+{{- if ne (include "flashsale.kafkaNamespace" .) .Release.Namespace -}}
+{{- fail "kafka.user needs the Kafka cluster in the release's namespace: its user and cluster CA Secrets are mounted by the pods" -}}
+{{- end -}}
+{{- .Values.kafka.user.name | default (include "flashsale.fullname" .) -}}
 {{- end -}}
 
 {{/* The CloudNativePG cluster's name. */}}
