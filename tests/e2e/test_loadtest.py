@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,76 @@ def test_loadtest_sells_exactly_the_stock_without_violations(tmp_path: Path) -> 
     assert round(sum(b["accepted_per_s"] for b in report["series"]) * report["bucket_ms"] / 1000) == report["accepted"]
     assert chart_path.read_bytes()[:8] == PNG_MAGIC
     assert chart_path.stat().st_size > 10_000
+
+
+def _loadtest(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flashsale_tools.loadtest", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def _assert_clean(report: dict[str, object], stock: int) -> None:
+    assert report["ok"] is True and report["violations"] == 0, report["invariants"]
+    assert report["sold"] == report["stock"] == stock
+    assert report["oversold"] == report["per_user_violations"] == report["fairness_inversions"] == 0
+    assert report["undecided"] == 0 and report["send_errors"] == 0
+    assert report["decided"] == report["requests"] < report["sends"]  # retries reuse request ids
+
+
+def test_loadtest_via_the_gateway_onboards_shoppers_and_sells_exactly_the_stock(tmp_path: Path) -> None:
+    report_path = tmp_path / "loadtest.json"
+    done = _loadtest(
+        "--via", "gateway", "--users", "200", "--stock", "60", "--limit", "2", "--partitions", "4",
+        "--retry-fraction", "0.1", "--data-dir", str(tmp_path / "platform"),
+        "--report", str(report_path), "--chart", str(tmp_path / "loadtest.png"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "200 shoppers onboard through the gateway" in done.stdout
+    report = json.loads(report_path.read_text())
+    _assert_clean(report, 60)
+    assert report["config"]["target"] == "own platform (sqlite) via gateway"
+    assert report["orders_settled"] is True
+    assert report["unary"]["calls"] == report["sends"]  # every gateway purchase waits for its decision
+
+
+def test_loadtest_via_the_gateway_of_a_platform_it_did_not_start(tmp_path: Path) -> None:
+    from flashsale_tools.platform import supervisor
+
+    options = supervisor.PlatformOptions(
+        data_dir=tmp_path / "platform",
+        extra_env=(("FLASHSALE_GATEWAY_RATE_LIMIT_PER_S", "100000"), ("FLASHSALE_GATEWAY_RATE_BURST", "100000")),
+    )
+    with supervisor.LocalPlatform(options) as platform:
+        report_path = tmp_path / "loadtest.json"
+        done = _loadtest(
+            "--via", "gateway", "--gateway-url", platform.gateway_url, "--mail-dir", str(platform.mail.folder),
+            "--users", "80", "--stock", "20", "--limit", "1", "--partitions", "2",
+            "--report", str(report_path), "--chart", str(tmp_path / "loadtest.png"),
+            env={**os.environ, **platform.env()},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    _assert_clean(report, 20)
+    assert report["config"]["target"] == f"running gateway at {platform.gateway_url}"
+
+
+def test_loadtest_of_a_running_platform_says_what_its_checker_lacks_before_sending(tmp_path: Path) -> None:
+    env = {**os.environ, "FLASHSALE_SQLITE_DIR": str(tmp_path / "nothing-here")}
+    done = _loadtest("--sales-addr", "127.0.0.1:1", "--product-addr", "127.0.0.1:2", env=env, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no sales database at" in done.stderr and "sending" not in done.stdout
+    databases = tmp_path / "databases"
+    databases.mkdir()
+    for service in ("sales", "order"):
+        (databases / f"{service}.db").touch()
+    no_mail = _loadtest(
+        "--via", "gateway", "--gateway-url", "http://127.0.0.1:1", "--mail-dir", str(tmp_path / "no-mail"),
+        env={**env, "FLASHSALE_SQLITE_DIR": str(databases)}, timeout=60,
+    )  # fmt: skip
+    assert no_mail.returncode == 2, no_mail.stdout + no_mail.stderr
+    assert f"no Maildir at {tmp_path / 'no-mail'}" in no_mail.stderr, no_mail.stderr

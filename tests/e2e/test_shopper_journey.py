@@ -15,8 +15,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from waiting import eventually
 
-from flashsale_tools.demo import shoppers
-from flashsale_tools.platform import supervisor
+from flashsale_tools.platform import shoppers, supervisor
 
 pytestmark = pytest.mark.e2e
 

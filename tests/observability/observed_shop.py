@@ -13,8 +13,7 @@ from typing import Any
 
 import httpx
 
-from flashsale_tools.demo import shoppers
-from flashsale_tools.platform import supervisor
+from flashsale_tools.platform import shoppers, supervisor
 
 WORKER = "sales-worker-1"  # the platform's only sales worker process
 SHOPPERS = 8

@@ -6,15 +6,20 @@ import argparse
 import contextlib
 import importlib
 import logging
+import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flashsale_operator import cli as sale_cli
 from flashsale_tools.bench import runner as bench_runner
 from flashsale_tools.loadtest import cli as loadtest_cli
 from flashsale_tools.verify import cli as verify_cli
+
+if TYPE_CHECKING:
+    from flashsale_tools.platform import supervisor
 
 PROCESSES = ("user", "product", "sales", "order", "notification", "gateway", "operator")
 
@@ -52,6 +57,12 @@ def _up(args: argparse.Namespace) -> int:
         scraped = ", ".join(f"{name} :{port}" for name, port in platform.metrics_ports.items())
         print(f"  metrics (/metrics): {scraped}, gateway {platform.gateway_url}/metrics")
         print(f"  e-mails caught: {platform.data_dir / 'mail'} (a Maildir); SMS: {platform.data_dir / 'sms'}")
+        settings_file = _write_settings(platform)
+        print(f"  its settings: {settings_file} (set -a; . {settings_file}; set +a), e.g. for a load test:")
+        print(
+            f"    flashsale loadtest --via gateway --gateway-url {platform.gateway_url} "
+            f"--mail-dir {platform.data_dir / 'mail'}"
+        )
         if watching:
             print(f"  Prometheus: {watching.prometheus.url} (alert rules loaded; every process scraped each second)")
             print(f"  traces: Jaeger query API {watching.jaeger.query_url}/api/traces?service=flashsale-gateway")
@@ -63,6 +74,16 @@ def _up(args: argparse.Namespace) -> int:
                 return 1
     print("Flashsale stopped")
     return 0
+
+
+def _write_settings(platform: supervisor.LocalPlatform) -> Path:
+    """The platform's FLASHSALE_* settings as a file a shell can source (readable by its owner only: the keys)."""
+    path = platform.data_dir / "platform.env"
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    own = sorted((k, v) for k, v in platform.env().items() if k.startswith("FLASHSALE_"))
+    path.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in own))
+    return path
 
 
 def _demo(args: argparse.Namespace) -> int:

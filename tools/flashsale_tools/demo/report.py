@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-
-@dataclasses.dataclass(frozen=True)
-class Attempt:
-    """One purchase attempt as the shopper saw it."""
-
-    user: str
-    request_id: str
-    quantity: int
-    outcome: str  # "ACCEPTED", "SOLD_OUT", "LIMIT_EXCEEDED", ... or "ERROR"
-    latency_ms: float
+from flashsale_tools.platform.shoppers import Attempt
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

@@ -17,8 +17,8 @@ from rich import console as rich_console
 from rich import progress, table
 
 from flashsale.common import timeutil
-from flashsale_tools.demo import report, shoppers
-from flashsale_tools.platform import supervisor
+from flashsale_tools.demo import report
+from flashsale_tools.platform import shoppers, supervisor
 from flashsale_tools.verify import reader, rules
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ async def run_sale(
         )
         sale_id = str(sale["sale_id"])
         await asyncio.sleep(max(0.0, starts - time.time()))
-        attempts: list[report.Attempt] = []
+        attempts: list[shoppers.Attempt] = []
         with _bar(con) as bar:
             task = bar.add_task(f"{len(crowd)} shoppers buy at {_iso(starts)}", total=len(crowd))
             async with shoppers.crowd_session(platform.gateway_url) as session:
@@ -104,7 +104,7 @@ async def run_sale(
         accepted = [a for a in attempts if a.outcome == "ACCEPTED"]
         to_pay = int(len(accepted) * args.pay_fraction)
 
-        async def settle(index: int, attempt: report.Attempt) -> str:
+        async def settle(index: int, attempt: shoppers.Attempt) -> str:
             shopper = by_email[attempt.user]
             order = await shoppers.order_of(client, shopper, attempt.request_id)
             if index < to_pay:
@@ -184,7 +184,7 @@ def main(args: argparse.Namespace) -> int:
         con.print(f"platform up: gateway {platform.gateway_url}")
         try:
             result = asyncio.run(run_sale(platform, args, con))
-        except shoppers.DemoError as exc:
+        except shoppers.ShopperError as exc:
             con.print(f"[red]demo failed:[/red] {exc} (service logs in {data_dir / 'logs'})")
             return 1
     path = Path(args.report)

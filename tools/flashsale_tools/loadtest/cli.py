@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import sys
@@ -18,8 +19,9 @@ from rich import console as rich_console
 
 from flashsale.common import errors
 from flashsale.common import settings as settings_module
-from flashsale_tools.loadtest import chart, profile, report, runner
-from flashsale_tools.verify import rules
+from flashsale_tools.loadtest import chart, gateway, profile, report, runner
+from flashsale_tools.platform import mailcatcher
+from flashsale_tools.verify import reader, rules
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--report", default="reports/loadtest.json", help="JSON report path")
     out.add_argument("--chart", default="reports/loadtest.png", help="PNG chart path")
     where = parser.add_argument_group("platform")
+    where.add_argument(
+        "--via",
+        choices=("sales", "gateway"),
+        default="sales",
+        help="sales: batches straight to the sales service (no users); gateway: shoppers onboarded and buying "
+        "through the REST gateway",
+    )
+    where.add_argument(
+        "--gateway-url", default="", help="(--via gateway) target a running platform's gateway, e.g. http://HOST:8080"
+    )
+    where.add_argument(
+        "--mail-dir", default="", help="(--via gateway, running platform) the Maildir its verification e-mails land in"
+    )
     where.add_argument("--sales-addr", default="", help="target a running platform: sales service HOST:PORT")
     where.add_argument("--product-addr", default="", help="target a running platform: product service HOST:PORT")
     where.add_argument(
@@ -119,6 +134,7 @@ def _config(args: argparse.Namespace, terms: runner.SaleTerms, target: str) -> d
         "unary_fraction": args.unary_fraction,
         "seed": args.seed,
         "tick_ms": args.tick_ms,
+        "via": args.via,
         "target": target,
     }
 
@@ -132,24 +148,50 @@ def _execute(
         settle_timeout_s=args.settle_timeout,
         fairness_tolerance_ms=args.fairness_tolerance_ms,
     )
+    gateway_options = {k: options[k] for k in ("tick_ms", "settle_timeout_s", "fairness_tolerance_ms")}
+    if args.gateway_url:
+        settings = _checker_settings()
+        inbox = mailcatcher.MaildirInbox(Path(args.mail_dir))
+        admin_key = os.environ.get("FLASHSALE_ADMIN_API_KEY", "")
+        if not admin_key:
+            raise settings_module.ConfigError(
+                "FLASHSALE_ADMIN_API_KEY: must be set to make the sale (the gateway's key)"
+            )
+        shop = gateway.GatewayTarget(args.gateway_url, admin_key, inbox, settings, args.wait_orders)
+        return gateway.run(shop, terms, spec, con, **gateway_options), f"running gateway at {args.gateway_url}"
     if args.sales_addr:
-        target = runner.Target(args.sales_addr, args.product_addr, settings_module.load_settings(), args.wait_orders)
+        target = runner.Target(args.sales_addr, args.product_addr, _checker_settings(), args.wait_orders)
         return runner.run(target, terms, spec, con, **options), f"running platform at {args.sales_addr}"
     from flashsale_tools.platform import supervisor
 
     data_dir = Path(args.data_dir)
     shutil.rmtree(data_dir, ignore_errors=True)
     backend = "postgres" if args.postgres else "sqlite"
+    unlimited = (("FLASHSALE_GATEWAY_RATE_LIMIT_PER_S", "1000000"), ("FLASHSALE_GATEWAY_RATE_BURST", "1000000"))
     platform_options = supervisor.PlatformOptions(
-        data_dir=data_dir, backend=backend, extra_env=(("FLASHSALE_LOG_LEVEL", "WARNING"),)
-    )
+        data_dir=data_dir,
+        backend=backend,
+        extra_env=(("FLASHSALE_LOG_LEVEL", "WARNING"), *(unlimited if args.via == "gateway" else ())),
+    )  # one load-test client is every shopper's address: the per-address budget would throttle it alone
     con.print("starting the platform (Kafka, services, gateway)…")
     with supervisor.LocalPlatform(platform_options) as platform:
         env = platform.env()
         settings = settings_from_env(env)
-        target = runner.Target(settings.sales_addr, settings.product_addr, settings, wait_orders=True)
         con.print(f"platform up ({backend}); logs in {data_dir / 'logs'}")
+        if args.via == "gateway":
+            own = gateway.GatewayTarget(platform.gateway_url, platform.admin_key, platform.mail, settings, True)
+            return gateway.run(own, terms, spec, con, **gateway_options), f"own platform ({backend}) via gateway"
+        target = runner.Target(settings.sales_addr, settings.product_addr, settings, wait_orders=True)
         return runner.run(target, terms, spec, con, **options), f"own platform ({backend})"
+
+
+def _checker_settings() -> settings_module.Settings:
+    """The settings of a running platform the checker reads (FLASHSALE_* here), its databases opened now: what is
+    missing is said before any request is sent."""
+    settings = settings_module.load_settings()
+    with reader.Reader(settings):
+        pass
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,6 +202,9 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.sales_addr) != bool(args.product_addr):
         print("flashsale loadtest: --sales-addr and --product-addr go together", file=sys.stderr)
         return 2
+    if (args.gateway_url or args.mail_dir) and not (args.via == "gateway" and args.gateway_url and args.mail_dir):
+        print("flashsale loadtest: --gateway-url and --mail-dir go together, with --via gateway", file=sys.stderr)
+        return 2
     try:
         terms = _terms(args)
         spec = _spec(args)
@@ -169,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except settings_module.ConfigError as exc:
         print(f"flashsale loadtest: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"flashsale loadtest: {exc}", file=sys.stderr)
         return 2
     except (
         runner.LoadTestError,

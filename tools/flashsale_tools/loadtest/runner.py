@@ -212,16 +212,30 @@ def run(
     sale_id, plan, sent = asyncio.run(
         drive(target, terms, spec, con, tick_ms=tick_ms, wait_ms=wait_ms, settle_timeout_s=settle_timeout_s)
     )
+    return judge(target.settings, target.wait_orders, sale_id, plan, sent, con, settle_timeout_s, fairness_tolerance_ms)
+
+
+def judge(
+    settings: Settings,
+    wait_orders: bool,
+    sale_id: str,
+    plan: tuple[profile.Planned, ...],
+    sent: sender.SendLog,
+    con: rich_console.Console,
+    settle_timeout_s: float,
+    fairness_tolerance_ms: int,
+) -> Outcome:
+    """Once the requests are decided: wait for the orders (when asked), check the sale, sum the figures up."""
     began = time.monotonic()
-    if target.wait_orders:
+    if wait_orders:
         con.print("waiting until every reservation has its order…")
-    snapshot, settled = settled_snapshot(target.settings, sale_id, target.wait_orders, settle_timeout_s)
+    snapshot, settled = settled_snapshot(settings, sale_id, wait_orders, settle_timeout_s)
     settle_s = time.monotonic() - began
     check = rules.check(
         snapshot,
         now_ms=timeutil.now_ms(),
         sale_finished=True,
-        orders_settled=target.wait_orders,
+        orders_settled=wait_orders,
         fairness_tolerance_ms=fairness_tolerance_ms,
     )
     summary = metrics.summarize(sent.send_times, sent.first_sent, decisions(snapshot))

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd import controller
 
@@ -29,6 +29,54 @@ class Mail:
     recipients: tuple[str, ...]
     subject: str
     body: str
+
+
+class Inbox(Protocol):
+    """Where e-mails can be waited for: a MailCatcher, or the Maildir another process's catcher keeps."""
+
+    def wait_for(self, recipient: str, subject_contains: str = "", timeout: float = 30.0) -> Mail:
+        """The first e-mail to `recipient` whose subject contains the text."""
+        ...
+
+
+def _parsed(raw: bytes, sender: str, recipients: tuple[str, ...]) -> Mail:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    part = msg.get_body(preferencelist=("plain",)) if msg.is_multipart() else msg
+    body = part.get_content() if part is not None else ""
+    return Mail(sender=sender, recipients=recipients, subject=str(msg.get("Subject", "")), body=str(body))
+
+
+class MaildirInbox:
+    """The Maildir a running platform's MailCatcher keeps (`flashsale up` keeps one under its data folder), read
+    by polling: what a load test against a platform it did not start reads verification e-mails from."""
+
+    def __init__(self, folder: Path, poll_s: float = 0.1) -> None:
+        if not (folder / "new").is_dir() and not (folder / "cur").is_dir():
+            raise FileNotFoundError(f"no Maildir at {folder}")
+        self._box = mailbox.Maildir(folder, create=False)
+        self._poll_s = poll_s
+        self._seen: dict[str, Mail] = {}
+        self._lock = threading.Lock()  # shoppers wait from many threads; one reads the folder at a time
+
+    def _read(self) -> list[Mail]:
+        with self._lock:
+            for key in self._box.iterkeys():
+                if key not in self._seen:
+                    raw = self._box.get_bytes(key)
+                    to = email.message_from_bytes(raw, policy=email.policy.default).get("To", "")
+                    self._seen[key] = _parsed(raw, "", tuple(a.strip() for a in str(to).split(",")))
+            return list(self._seen.values())
+
+    def wait_for(self, recipient: str, subject_contains: str = "", timeout: float = 30.0) -> Mail:
+        """Wait for a message to a recipient whose subject contains a text."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for mail in self._read():
+                if recipient in mail.recipients and subject_contains in mail.subject:
+                    return mail
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no e-mail to {recipient} in {timeout:.0f}s")
+            time.sleep(self._poll_s)
 
 
 class _Inbox:
@@ -62,17 +110,7 @@ class _SmtpHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self._maildir is not None:
             self._maildir.add(envelope.content)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        part = msg.get_body(preferencelist=("plain",)) if msg.is_multipart() else msg
-        body = part.get_content() if part is not None else ""
-        self._inbox.add(
-            Mail(
-                sender=envelope.mail_from,
-                recipients=tuple(envelope.rcpt_tos),
-                subject=str(msg.get("Subject", "")),
-                body=str(body),
-            )
-        )
+        self._inbox.add(_parsed(envelope.content, envelope.mail_from, tuple(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 
 

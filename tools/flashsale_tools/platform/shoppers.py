@@ -1,4 +1,5 @@
-"""Simulated shoppers talking to the REST gateway like a client app would."""
+"""Simulated shoppers talking to the REST gateway like a client app would (the demo, the gateway load test and
+the end-to-end tests)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,24 @@ from typing import Any
 import aiohttp
 import httpx
 
-from flashsale_tools.demo import report
 from flashsale_tools.platform import mailcatcher
 
 _TOKEN = re.compile(r"Verification token:\s*(\S+)")
 
 
-class DemoError(Exception):
-    """The demo could not go on (the message says which step failed)."""
+class ShopperError(Exception):
+    """A shopper's step failed (the message says which)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One purchase attempt as the shopper saw it."""
+
+    user: str
+    request_id: str
+    quantity: int
+    outcome: str  # "ACCEPTED", "SOLD_OUT", "LIMIT_EXCEEDED", ... or "ERROR"
+    latency_ms: float
 
 
 @dataclasses.dataclass
@@ -39,29 +50,40 @@ class Shopper:
 
 def _check(resp: httpx.Response, step: str, *ok: int) -> dict[str, Any]:
     if resp.status_code not in (ok or (200,)):
-        raise DemoError(f"{step}: HTTP {resp.status_code} {resp.text[:300]}")
+        raise ShopperError(f"{step}: HTTP {resp.status_code} {resp.text[:300]}")
     body: dict[str, Any] = resp.json()
     return body
 
 
-async def onboard(client: httpx.AsyncClient, mail: mailcatcher.MailCatcher, shopper: Shopper) -> None:
-    """Register, read the verification token from the e-mail the SMTP server received, verify, log in."""
+async def _post(client: httpx.AsyncClient, path: str, body: dict[str, str], attempts: int = 20) -> httpx.Response:
+    """POST as a client app would: a 429 (the gateway's per-address budget) waits its Retry-After, then again."""
+    for _ in range(attempts - 1):
+        resp = await client.post(path, json=body)
+        if resp.status_code != 429:
+            return resp
+        await asyncio.sleep(min(5.0, float(resp.headers.get("Retry-After", "1"))))
+    return await client.post(path, json=body)
+
+
+async def onboard(client: httpx.AsyncClient, mail: mailcatcher.Inbox, shopper: Shopper) -> None:
+    """Register, read the verification token from the e-mail the SMTP server received, verify, log in (each step
+    waiting out the gateway's rate limit like a client app)."""
     body = _check(
-        await client.post("/v1/users", json={"email": shopper.email, "password": shopper.password}), "register", 201
+        await _post(client, "/v1/users", {"email": shopper.email, "password": shopper.password}), "register", 201
     )
     shopper.user_id = str(body["user_id"])
     message = await asyncio.to_thread(mail.wait_for, shopper.email, "Verify", 60.0)
     found = _TOKEN.search(message.body)
     if not found:
-        raise DemoError(f"no verification token in the e-mail to {shopper.email}")
-    _check(await client.post("/v1/users/verify", json={"token": found.group(1)}), "verify")
+        raise ShopperError(f"no verification token in the e-mail to {shopper.email}")
+    _check(await _post(client, "/v1/users/verify", {"token": found.group(1)}), "verify")
     login = _check(
-        await client.post("/v1/auth/login", json={"email": shopper.email, "password": shopper.password}), "login"
+        await _post(client, "/v1/auth/login", {"email": shopper.email, "password": shopper.password}), "login"
     )
     shopper.access_token = str(login["access_token"])
 
 
-async def buy(session: aiohttp.ClientSession, sale_id: str, shopper: Shopper, quantity: int = 1) -> report.Attempt:
+async def buy(session: aiohttp.ClientSession, sale_id: str, shopper: Shopper, quantity: int = 1) -> Attempt:
     """One purchase attempt, timed from request to decision (aiohttp: a crowd costs the client little CPU)."""
     request_id = uuid.uuid4().hex
     started = time.perf_counter()
@@ -81,7 +103,7 @@ async def buy(session: aiohttp.ClientSession, sale_id: str, shopper: Shopper, qu
     except (aiohttp.ClientError, TimeoutError, ValueError):
         outcome = "ERROR"
     latency = (time.perf_counter() - started) * 1000
-    return report.Attempt(shopper.email, request_id, quantity, outcome, latency)
+    return Attempt(shopper.email, request_id, quantity, outcome, latency)
 
 
 def crowd_session(base_url: str, connections: int = 500) -> aiohttp.ClientSession:
@@ -106,7 +128,7 @@ async def order_of(
         if orders:
             return orders[0]
         if time.monotonic() > deadline:
-            raise DemoError(f"no order for accepted request {request_id} within {within_s}s")
+            raise ShopperError(f"no order for accepted request {request_id} within {within_s}s")
         await asyncio.sleep(0.2)
 
 
@@ -120,5 +142,5 @@ async def wait_for_status(
         if order.get("status") == status:
             return order
         if time.monotonic() > deadline:
-            raise DemoError(f"order {order_id} is {order.get('status')}, not {status}, after {within_s}s")
+            raise ShopperError(f"order {order_id} is {order.get('status')}, not {status}, after {within_s}s")
         await asyncio.sleep(0.25)
