@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from waiting import eventually_sync
@@ -103,9 +104,20 @@ class OperatorProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        """Start it (it resumes every existing FlashSale)."""
+    def start(self, within_s: float = 60.0) -> None:
+        """Start it (it resumes every existing FlashSale) and wait until Kopf answers on its liveness endpoint: a
+        test's sale timeline starts from a running operator, not from a process still importing on a busy machine."""
         self.proc = spawn([sys.executable, "-m", "flashsale_tools.cli", "run", "operator"], self.env, self.log)
+        url = f"http://127.0.0.1:{self.env['FLASHSALE_OPERATOR_HEALTH_PORT']}/healthz"
+
+        def alive() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, f"the operator exited:\n{self.tail()}"
+            try:
+                return httpx.get(url, timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually_sync(alive, within_s=within_s, every_s=0.1, what="the operator's liveness endpoint")
 
     def ensure_running(self) -> None:
         """Start it unless it runs."""
