@@ -337,28 +337,26 @@ async def test_expired_and_cancelled_orders_return_stock_once(backend_settings: 
         assert (final.remaining, final.reserved, final.released, final.accepted_requests) == (0, 2, 1, 3)
 
 
+def behind(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Partition → (committed offset, end offset) where a group has not committed up to the end of a topic."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        wanted = [confluent_kafka.TopicPartition(topic, p) for p in partitions]
+        lagging: dict[int, tuple[int, int]] = {}
+        for tp in consumer.committed(wanted, timeout=10):
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high > 0 and tp.offset < high:
+                lagging[tp.partition] = (tp.offset, high)
+        return lagging
+    finally:
+        consumer.close()
+
+
 async def _wait_consumed(settings: Settings, topic: str, limit_s: float = 30.0) -> None:
     """Wait until group flashsale-sales committed offsets up to the end of every partition of topic."""
-
-    def behind() -> dict[int, tuple[int, int]]:
-        """Partition → (committed offset, end offset) where the group has not committed up to the end."""
-        consumer = confluent_kafka.Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": sales_bootstrap.CONSUMER_GROUP}
-        )
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            wanted = [confluent_kafka.TopicPartition(topic, p) for p in partitions]
-            lagging: dict[int, tuple[int, int]] = {}
-            for tp in consumer.committed(wanted, timeout=10):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                if high > 0 and tp.offset < high:
-                    lagging[tp.partition] = (tp.offset, high)
-            return lagging
-        finally:
-            consumer.close()
-
     await eventually(
-        lambda: asyncio.to_thread(behind),
+        lambda: asyncio.to_thread(behind, settings.kafka_bootstrap, sales_bootstrap.CONSUMER_GROUP, topic),
         until=lambda lagging: not lagging,
         within_s=limit_s,
         every_s=0.1,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-import confluent_kafka
 import pytest
-from test_sales_service import buy, running, sale_request
+from test_sales_service import behind, buy, running, sale_request
 from waiting import eventually
 
 from flashsale.common import topics
@@ -18,21 +17,6 @@ from flashsale_api.v1 import sales_pb2
 pytestmark = pytest.mark.integration
 
 SALES = 6
-
-
-def _behind(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
-    """Partition → (committed offset, end offset) where the worker group has not committed up to the end."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": worker.GROUP})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        lagging = {}
-        for tp in consumer.committed([confluent_kafka.TopicPartition(topic, p) for p in partitions], timeout=10):
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high > 0 and tp.offset < high:
-                lagging[tp.partition] = (tp.offset, high)
-        return lagging
-    finally:
-        consumer.close()
 
 
 async def test_committed_offsets_catch_up_though_new_sales_rebalance_the_group(base_settings: Settings) -> None:
@@ -47,7 +31,7 @@ async def test_committed_offsets_catch_up_though_new_sales_rebalance_the_group(b
         for sale_id in sold:  # nothing more is bought: only a retried commit can close a gap
             topic = topics.request_topic(sale_id)
             await eventually(
-                lambda topic=topic: asyncio.to_thread(_behind, p.settings.kafka_bootstrap, topic),
+                lambda topic=topic: asyncio.to_thread(behind, p.settings.kafka_bootstrap, worker.GROUP, topic),
                 until=lambda lagging: not lagging,
                 within_s=30,
                 every_s=0.5,

@@ -127,31 +127,18 @@ class HttpSender:
         outcome = str(answer.get("outcome", "")).lower()
         self.log.unary.append(sender.Unary(item.request_id, sent_at, (time.perf_counter() - began) * 1000, outcome))
 
+    async def _dispatch(self, due: Sequence[profile.Planned]) -> list[asyncio.Task[None]]:
+        started = []
+        for item in due:
+            now = timeutil.now_ms()
+            self.log.record(item.request_id, now)
+            started.append(asyncio.create_task(self._purchase(item, now)))
+        self._on_sent(len(due))
+        return started
+
     async def run(self, plan: Sequence[profile.Planned]) -> sender.SendLog:
         """Send the schedule (its times counted from now); return once every purchase was answered."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        tasks: set[asyncio.Task[None]] = set()
-        index = 0
-        while index < len(plan):
-            elapsed_ms = (loop.time() - start) * 1000.0
-            end = index
-            while end < len(plan) and plan[end].at_ms <= elapsed_ms:
-                end += 1
-            due, index = plan[index:end], end
-            if due:
-                self.log.max_lag_ms = max(self.log.max_lag_ms, elapsed_ms - due[0].at_ms)
-                for item in due:
-                    now = timeutil.now_ms()
-                    self.log.record(item.request_id, now)
-                    tasks.add(asyncio.create_task(self._purchase(item, now)))
-                self._on_sent(len(due))
-                tasks = {t for t in tasks if not t.done()}
-            if index < len(plan):
-                ahead_s = plan[index].at_ms / 1000.0 - (loop.time() - start)
-                await asyncio.sleep(max(self._tick_s, ahead_s))
-        if tasks:
-            await asyncio.gather(*tasks)
+        await sender.follow(plan, self._tick_s, self.log, self._dispatch)
         return self.log
 
 

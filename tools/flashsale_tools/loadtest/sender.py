@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
@@ -107,38 +107,54 @@ class Sender:
         outcome = sales_pb2.PurchaseOutcome.Name(reply.outcome).removeprefix("PURCHASE_OUTCOME_").lower()
         self.log.unary.append(Unary(item.request_id, sent_at, (loop.time() - began) * 1000.0, outcome))
 
+    async def _dispatch(self, due: Sequence[profile.Planned]) -> list[asyncio.Task[None]]:
+        started = []
+        bulk = [item for item in due if not item.unary]
+        for first in range(0, len(bulk), MAX_BATCH):
+            chunk = bulk[first : first + MAX_BATCH]
+            await self._gate.acquire()
+            now = timeutil.now_ms()
+            for item in chunk:
+                self.log.record(item.request_id, now)
+            started.append(asyncio.create_task(self._batch(chunk)))
+        for item in due:
+            if item.unary:
+                now = timeutil.now_ms()
+                self.log.record(item.request_id, now)
+                started.append(asyncio.create_task(self._unary(item, now)))
+        self._on_sent(len(due))
+        return started
+
     async def run(self, plan: Sequence[profile.Planned]) -> SendLog:
         """Send the schedule (its times counted from now); return once every call has been answered."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        tasks: set[asyncio.Task[None]] = set()
-        index = 0
-        while index < len(plan):
-            elapsed_ms = (loop.time() - start) * 1000.0
-            end = index
-            while end < len(plan) and plan[end].at_ms <= elapsed_ms:
-                end += 1
-            due, index = plan[index:end], end
-            if due:
-                self.log.max_lag_ms = max(self.log.max_lag_ms, elapsed_ms - due[0].at_ms)
-                bulk = [item for item in due if not item.unary]
-                for first in range(0, len(bulk), MAX_BATCH):
-                    chunk = bulk[first : first + MAX_BATCH]
-                    await self._gate.acquire()
-                    now = timeutil.now_ms()
-                    for item in chunk:
-                        self.log.record(item.request_id, now)
-                    tasks.add(asyncio.create_task(self._batch(chunk)))
-                for item in due:
-                    if item.unary:
-                        now = timeutil.now_ms()
-                        self.log.record(item.request_id, now)
-                        tasks.add(asyncio.create_task(self._unary(item, now)))
-                self._on_sent(len(due))
-                tasks = {t for t in tasks if not t.done()}
-            if index < len(plan):
-                ahead_s = plan[index].at_ms / 1000.0 - (loop.time() - start)
-                await asyncio.sleep(max(self._tick_s, ahead_s))
-        if tasks:
-            await asyncio.gather(*tasks)
+        await follow(plan, self._tick_s, self.log, self._dispatch)
         return self.log
+
+
+async def follow(
+    plan: Sequence[profile.Planned],
+    tick_s: float,
+    log: SendLog,
+    dispatch: Callable[[Sequence[profile.Planned]], Awaitable[list[asyncio.Task[None]]]],
+) -> None:
+    """Follow a schedule open loop (its times counted from now): each tick, hand the requests now due to
+    `dispatch`, which starts their calls; note the sender's lag; return once every call started has ended."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks: set[asyncio.Task[None]] = set()
+    index = 0
+    while index < len(plan):
+        elapsed_ms = (loop.time() - start) * 1000.0
+        end = index
+        while end < len(plan) and plan[end].at_ms <= elapsed_ms:
+            end += 1
+        due, index = plan[index:end], end
+        if due:
+            log.max_lag_ms = max(log.max_lag_ms, elapsed_ms - due[0].at_ms)
+            tasks.update(await dispatch(due))
+            tasks = {t for t in tasks if not t.done()}
+        if index < len(plan):
+            ahead_s = plan[index].at_ms / 1000.0 - (loop.time() - start)
+            await asyncio.sleep(max(tick_s, ahead_s))
+    if tasks:
+        await asyncio.gather(*tasks)
