@@ -113,7 +113,10 @@ class KafkaTopics:
         existing = self.view(name)
         if existing is None:
             topic = kafka_admin.NewTopic(  # type: ignore[attr-defined]
-                name, num_partitions=partitions, replication_factor=1, config=dict(TOPIC_CONFIG)
+                name,
+                num_partitions=partitions,
+                replication_factor=topics.BROKER_DEFAULT_REPLICAS,
+                config=dict(TOPIC_CONFIG),
             )
             futures = self._admin.create_topics([topic], operation_timeout=30)
         elif existing.partitions < partitions:

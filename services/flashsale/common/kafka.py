@@ -53,7 +53,11 @@ def ensure_topics(
         watch.raise_if_refused(client.poll)
         raise
     new_topic = admin.NewTopic  # type: ignore[attr-defined]
-    wanted = [new_topic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+    wanted = [  # the broker's default.replication.factor (a Strimzi cluster's is min(3, brokers)), never a fixed 1
+        new_topic(n, num_partitions=partitions, replication_factor=topics.BROKER_DEFAULT_REPLICAS)
+        for n in names
+        if n not in existing
+    ]
     if not wanted:
         return
     for name, future in client.create_topics(wanted, operation_timeout=timeout).items():

@@ -7,6 +7,7 @@ PRODUCTS = "flashsale.products"
 SALES = "flashsale.sales"
 ORDERS = "flashsale.orders"
 ALL = (USERS, PRODUCTS, SALES, ORDERS)
+BROKER_DEFAULT_REPLICAS = -1  # a topic the platform creates gets the cluster's default.replication.factor
 
 USER_REGISTERED = "user.registered"
 USER_VERIFIED = "user.verified"

@@ -8,7 +8,7 @@ import time
 import confluent_kafka
 import confluent_kafka.admin as kafka_admin
 
-from flashsale.common import errors, kafka_security, topic_readiness
+from flashsale.common import errors, kafka_security, topic_readiness, topics
 
 CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
@@ -38,7 +38,7 @@ class RequestTopics:
         meta = client.list_topics(timeout=30).topics.get(topic)
         if meta is None:
             new_topic = kafka_admin.NewTopic(  # type: ignore[attr-defined]
-                topic, num_partitions=partitions, replication_factor=1, config=CONFIG
+                topic, num_partitions=partitions, replication_factor=topics.BROKER_DEFAULT_REPLICAS, config=CONFIG
             )
             for future in client.create_topics([new_topic], operation_timeout=30).values():
                 try:
