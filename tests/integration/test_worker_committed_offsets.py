@@ -1,5 +1,6 @@
 """The worker group's committed offsets (what lag tools and the stall alert read) reach the end of every decided
-partition, even when sales keep arriving and each new request topic rebalances the group mid-commit."""
+partition, with sales sold out one after another (each new request topic rebalancing the group) and nothing
+bought afterwards to carry a late commit."""
 
 from __future__ import annotations
 

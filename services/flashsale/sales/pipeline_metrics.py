@@ -1,7 +1,7 @@
 """The purchase path's own metrics (flashsale_*): requests taken, decisions by outcome, request→decision latency
 (log-append time to the round's commit), the time of each sale's last decision, rounds, refills, the partitions
-each worker holds, and each sale's stock,
-remaining, sold and oversold units read from the ledger at scrape time. Labelled by sale and outcome only."""
+each worker holds, and each sale's stock, remaining, sold and oversold units read from the ledger at scrape time.
+Labelled by sale and outcome only."""
 
 from __future__ import annotations
 
