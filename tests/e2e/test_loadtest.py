@@ -124,6 +124,73 @@ def test_loadtest_via_the_gateway_of_a_platform_it_did_not_start(tmp_path: Path)
     assert report["config"]["target"] == f"running gateway at {platform.gateway_url}"
 
 
+def test_loadtest_buys_out_an_existing_sale_receiving_the_platforms_mail_itself(tmp_path: Path) -> None:
+    """What the kind workflow does in the cluster: the sale is made by somebody else (there, the operator for a
+    FlashSale), and the load test is the SMTP server the notification service sends its verification e-mails to."""
+    import datetime
+
+    import httpx
+
+    from flashsale_tools.platform import cache, supervisor
+
+    smtp_port = cache.free_port()
+    unlimited = (("FLASHSALE_GATEWAY_RATE_LIMIT_PER_S", "100000"), ("FLASHSALE_GATEWAY_RATE_BURST", "100000"))
+    options = supervisor.PlatformOptions(
+        data_dir=tmp_path / "platform", extra_env=(*unlimited, ("FLASHSALE_SMTP_PORT", str(smtp_port)))
+    )
+    with supervisor.LocalPlatform(options) as platform:
+        admin = {"X-Admin-Key": platform.admin_key}
+        opens = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=40)
+        with httpx.Client(base_url=platform.gateway_url, headers=admin, timeout=30) as client:
+            product = client.post("/v1/products", json={"name": "Drop", "base_price_cents": 5_000}).json()
+            made = client.post(
+                "/v1/sales",
+                json={
+                    "product_id": product["product_id"], "price_cents": 2_500, "stock": 24, "per_user_limit": 2,
+                    "starts_at": opens.isoformat(), "ends_at": (opens + datetime.timedelta(minutes=10)).isoformat(),
+                    "partitions": 3, "reserve": 2,
+                },
+            )  # fmt: skip
+        assert made.status_code == 201, made.text
+        sale_id = made.json()["sale_id"]
+        env = {**os.environ, **platform.env()}
+        env.pop("FLASHSALE_ADMIN_API_KEY", None)  # loading an existing sale needs no admin key
+        report_path = tmp_path / "loadtest.json"
+        missing = _loadtest(
+            "--via", "gateway", "--gateway-url", platform.gateway_url, "--mail-listen", f"127.0.0.1:{smtp_port}",
+            "--sale", "no-such-sale", env=env, timeout=120,
+        )  # fmt: skip
+        done = _loadtest(
+            "--via", "gateway", "--gateway-url", platform.gateway_url, "--mail-listen", f"127.0.0.1:{smtp_port}",
+            "--sale", sale_id, "--users", "60", "--stock", "999", "--limit", "5",  # the sale says 24 and 2
+            "--report", str(report_path), "--chart", str(tmp_path / "loadtest.png"), env=env,
+        )  # fmt: skip
+    assert missing.returncode == 2 and "cannot read sale no-such-sale: HTTP 404" in missing.stderr, missing.stderr
+    assert "onboard" not in missing.stdout
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    _assert_clean(report, 24)  # the sale's stock, not --stock
+    assert report["sale_id"] == sale_id
+    assert (report["config"]["limit"], report["config"]["partitions"], report["config"]["reserve"]) == (2, 3, 2)
+
+
+def test_loadtest_refuses_a_running_gateway_without_exactly_one_inbox(tmp_path: Path) -> None:
+    both = _loadtest(
+        "--via", "gateway", "--gateway-url", "http://127.0.0.1:1", "--mail-dir", str(tmp_path),
+        "--mail-listen", "127.0.0.1:2525", timeout=60,
+    )  # fmt: skip
+    assert both.returncode == 2 and "one of --mail-dir and --mail-listen" in both.stderr, both.stderr
+    databases = tmp_path / "databases"
+    databases.mkdir()
+    for service in ("sales", "order"):
+        (databases / f"{service}.db").touch()
+    env = {**os.environ, "FLASHSALE_SQLITE_DIR": str(databases), "FLASHSALE_ADMIN_API_KEY": "k"}
+    bad = _loadtest(
+        "--via", "gateway", "--gateway-url", "http://127.0.0.1:1", "--mail-listen", "2525", env=env, timeout=60
+    )
+    assert bad.returncode == 2 and "mail_listen: must be HOST:PORT" in bad.stderr, bad.stderr
+
+
 def test_loadtest_of_a_running_platform_says_what_its_checker_lacks_before_sending(tmp_path: Path) -> None:
     env = {**os.environ, "FLASHSALE_SQLITE_DIR": str(tmp_path / "nothing-here")}
     done = _loadtest("--sales-addr", "127.0.0.1:1", "--product-addr", "127.0.0.1:2", env=env, timeout=60)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -72,6 +74,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--mail-dir", default="", help="(--via gateway, running platform) the Maildir its verification e-mails land in"
     )
+    where.add_argument(
+        "--mail-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="(--via gateway, running platform) receive its verification e-mails here: an SMTP server the platform's "
+        "notification service is pointed at (in a cluster: a Service in front of the load-test pod)",
+    )
+    where.add_argument(
+        "--sale",
+        default="",
+        metavar="SALE_ID",
+        help="(--via gateway, running platform) load this existing sale (e.g. a FlashSale's) instead of making one; "
+        "its stock, limit and opening come from the sale",
+    )
     where.add_argument("--sales-addr", default="", help="target a running platform: sales service HOST:PORT")
     where.add_argument("--product-addr", default="", help="target a running platform: product service HOST:PORT")
     where.add_argument(
@@ -139,9 +155,46 @@ def _config(args: argparse.Namespace, terms: runner.SaleTerms, target: str) -> d
     }
 
 
+def _listen_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise errors.InvalidArgument("must be HOST:PORT", "mail_listen")
+    return host, int(port)
+
+
+def _inbox(args: argparse.Namespace, stack: contextlib.ExitStack) -> mailcatcher.Inbox:
+    if args.mail_dir:
+        return mailcatcher.MaildirInbox(Path(args.mail_dir))
+    host, port = _listen_address(args.mail_listen)
+    catcher = mailcatcher.MailCatcher(port, host=host)
+    catcher.start()
+    stack.callback(catcher.stop)
+    return catcher
+
+
+def _running_gateway(
+    args: argparse.Namespace,
+    con: rich_console.Console,
+    terms: runner.SaleTerms,
+    spec: profile.LoadSpec,
+    options: dict[str, Any],
+) -> tuple[runner.Outcome, str, runner.SaleTerms]:
+    settings = _checker_settings()
+    admin_key = os.environ.get("FLASHSALE_ADMIN_API_KEY", "")
+    if args.sale:  # a sale that is missing or over is said before onboarding; its limit is the one planned for
+        spec = dataclasses.replace(spec, limit=gateway.existing_sale(args.gateway_url, args.sale).terms.limit)
+    elif not admin_key:
+        raise settings_module.ConfigError("FLASHSALE_ADMIN_API_KEY: must be set to make the sale (the gateway's key)")
+    with contextlib.ExitStack() as stack:
+        inbox = _inbox(args, stack)
+        shop = gateway.GatewayTarget(args.gateway_url, admin_key, inbox, settings, args.wait_orders, args.sale)
+        outcome, loaded = gateway.run(shop, terms, spec, con, **options)
+    return outcome, f"running gateway at {args.gateway_url}", loaded
+
+
 def _execute(
     args: argparse.Namespace, con: rich_console.Console, terms: runner.SaleTerms, spec: profile.LoadSpec
-) -> tuple[runner.Outcome, str]:
+) -> tuple[runner.Outcome, str, runner.SaleTerms]:
     options = dict(
         tick_ms=args.tick_ms,
         wait_ms=args.wait_ms,
@@ -150,18 +203,10 @@ def _execute(
     )
     gateway_options = {k: options[k] for k in ("tick_ms", "settle_timeout_s", "fairness_tolerance_ms")}
     if args.gateway_url:
-        settings = _checker_settings()
-        inbox = mailcatcher.MaildirInbox(Path(args.mail_dir))
-        admin_key = os.environ.get("FLASHSALE_ADMIN_API_KEY", "")
-        if not admin_key:
-            raise settings_module.ConfigError(
-                "FLASHSALE_ADMIN_API_KEY: must be set to make the sale (the gateway's key)"
-            )
-        shop = gateway.GatewayTarget(args.gateway_url, admin_key, inbox, settings, args.wait_orders)
-        return gateway.run(shop, terms, spec, con, **gateway_options), f"running gateway at {args.gateway_url}"
+        return _running_gateway(args, con, terms, spec, gateway_options)
     if args.sales_addr:
         target = runner.Target(args.sales_addr, args.product_addr, _checker_settings(), args.wait_orders)
-        return runner.run(target, terms, spec, con, **options), f"running platform at {args.sales_addr}"
+        return runner.run(target, terms, spec, con, **options), f"running platform at {args.sales_addr}", terms
     from flashsale_tools.platform import supervisor
 
     data_dir = Path(args.data_dir)
@@ -180,9 +225,10 @@ def _execute(
         con.print(f"platform up ({backend}); logs in {data_dir / 'logs'}")
         if args.via == "gateway":
             own = gateway.GatewayTarget(platform.gateway_url, platform.admin_key, platform.mail, settings, True)
-            return gateway.run(own, terms, spec, con, **gateway_options), f"own platform ({backend}) via gateway"
+            outcome, _ = gateway.run(own, terms, spec, con, **gateway_options)
+            return outcome, f"own platform ({backend}) via gateway", terms
         target = runner.Target(settings.sales_addr, settings.product_addr, settings, wait_orders=True)
-        return runner.run(target, terms, spec, con, **options), f"own platform ({backend})"
+        return runner.run(target, terms, spec, con, **options), f"own platform ({backend})", terms
 
 
 def _checker_settings() -> settings_module.Settings:
@@ -202,20 +248,26 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.sales_addr) != bool(args.product_addr):
         print("flashsale loadtest: --sales-addr and --product-addr go together", file=sys.stderr)
         return 2
-    if (args.gateway_url or args.mail_dir) and not (args.via == "gateway" and args.gateway_url and args.mail_dir):
-        print("flashsale loadtest: --gateway-url and --mail-dir go together, with --via gateway", file=sys.stderr)
+    running = (args.gateway_url, args.mail_dir, args.mail_listen, args.sale)
+    inboxes = bool(args.mail_dir) + bool(args.mail_listen)
+    if any(running) and not (args.via == "gateway" and args.gateway_url and inboxes == 1):
+        print(
+            "flashsale loadtest: --gateway-url goes with one of --mail-dir and --mail-listen (and --sale, if given), "
+            "with --via gateway",
+            file=sys.stderr,
+        )
         return 2
     try:
         terms = _terms(args)
         spec = _spec(args)
-        outcome, target = _execute(args, con, terms, spec)
+        outcome, target, terms = _execute(args, con, terms, spec)
     except errors.DomainError as exc:
         print(f"flashsale loadtest: {exc.detail()}", file=sys.stderr)
         return 2
     except settings_module.ConfigError as exc:
         print(f"flashsale loadtest: configuration error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except OSError as exc:  # a missing Maildir, an address already taken
         print(f"flashsale loadtest: {exc}", file=sys.stderr)
         return 2
     except (

@@ -1,8 +1,9 @@
 """`flashsale loadtest --via gateway`: the schedule sent through the REST gateway the way shoppers' apps send it.
 Every simulated shopper is registered, verified with the token of the e-mail the platform sent, and logged in;
 every planned request is a `POST /v1/sales/{id}/purchases` with the shopper's bearer token and the request's id, at
-its planned time (each one waits for its decision, as the gateway does). The sale is made with the admin key, and
-the load test waits on the sale's public stats until every request is decided."""
+its planned time (each one waits for its decision, as the gateway does). The sale is made with the admin key, or is
+one that exists already (a FlashSale's, made by the operator), read from the public API; the load test waits on the
+sale's public stats until every request is decided."""
 
 from __future__ import annotations
 
@@ -30,14 +31,26 @@ TAKEN = (201, 202, 409)  # decided (accepted, rejected) or queued: the request r
 
 
 @dataclasses.dataclass(frozen=True)
+class ExistingSale:
+    """A sale made by somebody else (the operator, for a FlashSale): its id, the terms it was made with and when it
+    opens."""
+
+    sale_id: str
+    terms: runner.SaleTerms
+    opens_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
 class GatewayTarget:
-    """The gateway, its admin key, the inbox of the platform's e-mails, and the checker's settings."""
+    """The gateway, its admin key, the inbox of the platform's e-mails, the checker's settings, and the id of the
+    sale to load when it exists already (empty: the load test makes one)."""
 
     url: str
     admin_key: str
     inbox: mailcatcher.Inbox
     settings: Settings
     wait_orders: bool
+    sale_id: str = ""
 
 
 def _iso(ms: int) -> str:
@@ -68,6 +81,37 @@ async def create_sale(client: httpx.AsyncClient, admin_key: str, terms: runner.S
     if sale.status_code != 201:
         raise runner.LoadTestError(f"cannot create the sale: HTTP {sale.status_code} {sale.text[:300]}")
     return str(sale.json()["sale_id"]), starts
+
+
+def _ms(rfc3339: str) -> int:
+    return round(datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def existing_sale(url: str, sale_id: str) -> ExistingSale:
+    """A sale that exists already, read from the gateway's public API; refused once it has ended."""
+    with httpx.Client(base_url=url, timeout=30.0) as client:
+        try:
+            sale = client.get(f"/v1/sales/{sale_id}")
+            stats = client.get(f"/v1/sales/{sale_id}/stats")
+        except httpx.HTTPError as exc:
+            raise runner.LoadTestError(f"cannot reach the gateway at {url}: {exc}") from exc
+    for answer in (sale, stats):
+        if answer.status_code != 200:
+            raise runner.LoadTestError(f"cannot read sale {sale_id}: HTTP {answer.status_code} {answer.text[:300]}")
+    made, counts = sale.json(), stats.json()
+    opens, ends = _ms(made["starts_at"]), _ms(made["ends_at"])
+    if ends <= timeutil.now_ms():
+        raise runner.LoadTestError(f"sale {sale_id} ended at {made['ends_at']}: nothing can be bought")
+    terms = runner.SaleTerms(
+        stock=int(made["stock"]),
+        limit=int(made["per_user_limit"]),
+        partitions=max(1, len(counts["partitions"])),
+        reserve=int(counts["reserve_remaining"]),
+        price_cents=int(made["price_cents"]),
+        lead_s=max(0.0, (opens - timeutil.now_ms()) / 1000),
+        open_s=(ends - opens) / 1000,
+    )
+    return ExistingSale(sale_id, terms, opens)
 
 
 async def onboard_all(
@@ -168,8 +212,9 @@ async def drive(
     *,
     tick_ms: int,
     settle_timeout_s: float,
-) -> tuple[str, tuple[profile.Planned, ...], sender.SendLog]:
-    """Onboard the shoppers, create the sale, send the load and wait until every request is decided."""
+) -> tuple[str, runner.SaleTerms, tuple[profile.Planned, ...], sender.SendLog]:
+    """Onboard the shoppers, create the sale (unless it exists), send the load once it opens and wait until every
+    request is decided."""
     async with httpx.AsyncClient(base_url=target.url, timeout=60.0) as client:
         plan = profile.build(dataclasses.replace(spec, tag=f"lt{secrets.token_hex(5)}"))
         users = sorted({item.user_id for item in plan})
@@ -177,7 +222,11 @@ async def drive(
         with runner.bar(con) as shown:
             task = shown.add_task("onboarding", total=len(users))
             crowd = await onboard_all(client, target.inbox, users, lambda n: shown.advance(task, n))
-        sale_id, opens = await create_sale(client, target.admin_key, terms)
+        if target.sale_id:  # read once the shoppers are in: by now the operator has partitioned it
+            existing = await asyncio.to_thread(existing_sale, target.url, target.sale_id)
+            sale_id, terms, opens = existing.sale_id, existing.terms, existing.opens_ms
+        else:
+            sale_id, opens = await create_sale(client, target.admin_key, terms)
         con.print(
             f"sale {sale_id}: stock {terms.stock}, limit {terms.limit}, {terms.partitions} partitions, reserve "
             f"{terms.reserve}; {len(plan)} requests ({spec.profile})"
@@ -194,7 +243,7 @@ async def drive(
             await wait_decided(
                 client, sale_id, settle_timeout_s, lambda n: shown.update(task, completed=min(n, sent.taken_sends))
             )
-        return sale_id, plan, sent
+        return sale_id, terms, plan, sent
 
 
 def run(
@@ -206,11 +255,13 @@ def run(
     tick_ms: int = 10,
     settle_timeout_s: float = 300.0,
     fairness_tolerance_ms: int = rules.DEFAULT_FAIRNESS_TOLERANCE_MS,
-) -> runner.Outcome:
-    """The whole load test through a running gateway, then the same checker as the pipeline's."""
-    sale_id, plan, sent = asyncio.run(
+) -> tuple[runner.Outcome, runner.SaleTerms]:
+    """The whole load test through a running gateway, then the same checker as the pipeline's: its outcome and the
+    terms of the sale it loaded."""
+    sale_id, loaded, plan, sent = asyncio.run(
         drive(target, terms, spec, con, tick_ms=tick_ms, settle_timeout_s=settle_timeout_s)
     )
-    return runner.judge(
+    outcome = runner.judge(
         target.settings, target.wait_orders, sale_id, plan, sent, con, settle_timeout_s, fairness_tolerance_ms
     )
+    return outcome, loaded

@@ -115,19 +115,17 @@ class _SmtpHandler:
 
 
 class MailCatcher:
-    """An SMTP server on 127.0.0.1 that keeps every message it accepts (in a Maildir at `folder` too, when given:
-    any mail reader opens it, e.g. `mutt -f FOLDER`)."""
+    """An SMTP server (on 127.0.0.1 unless `host` says otherwise) that keeps every message it accepts (in a Maildir
+    at `folder` too, when given: any mail reader opens it, e.g. `mutt -f FOLDER`)."""
 
-    def __init__(self, port: int = 0, folder: Path | None = None) -> None:
+    def __init__(self, port: int = 0, folder: Path | None = None, host: str = "127.0.0.1") -> None:
         self._inbox = _Inbox()
         self.port = port or cache.free_port()
         self.folder = folder
         if folder is not None:
             folder.parent.mkdir(parents=True, exist_ok=True)  # Maildir creates its folder, not the parents
         maildir = mailbox.Maildir(folder, create=True) if folder is not None else None
-        self._controller = controller.Controller(
-            _SmtpHandler(self._inbox, maildir), hostname="127.0.0.1", port=self.port
-        )
+        self._controller = controller.Controller(_SmtpHandler(self._inbox, maildir), hostname=host, port=self.port)
 
     def start(self) -> None:
         """Start accepting mail."""
