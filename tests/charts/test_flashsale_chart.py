@@ -176,3 +176,28 @@ def test_the_gateway_trusts_the_configured_proxies_only(helm: Path) -> None:
 
     assert trusted() == ""
     assert trusted("--set", "config.trustedProxies={10.0.0.0/8,192.168.0.0/16}") == "10.0.0.0/8,192.168.0.0/16"
+
+
+def test_the_kind_load_test_pod_and_the_chart_agree_on_names(helm: Path) -> None:
+    """The in-cluster load test of the e2e workflow reaches what the chart (dev + e2e values) creates: the gateway's
+    Service and port, the settings ConfigMap, the database's app Secret; the chart's SMTP host is its Service."""
+    kind = ROOT / "k8s" / "kind"
+    rendered = _render(helm, "-f", str(kind / "values-dev.yaml"), "-f", str(kind / "values-e2e.yaml"))
+    smtp, pod = yaml.safe_load_all((kind / "loadtest.yaml").read_text())
+    container = pod["spec"]["containers"][0]
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"] if "=" in a)
+    host, port = args["gateway-url"].removeprefix("http://").split(":")
+    (gateway,) = [s for s in _of(rendered, "Service") if s["metadata"]["name"] == host]
+    assert [p["port"] for p in gateway["spec"]["ports"] if p["name"] == "http"] == [int(port)]
+    (config,) = [
+        c
+        for c in _of(rendered, "ConfigMap")
+        if c["metadata"]["name"] == container["envFrom"][0]["configMapRef"]["name"]
+    ]
+    assert config["data"]["FLASHSALE_SMTP_HOST"] == smtp["metadata"]["name"]
+    assert config["data"]["FLASHSALE_SMTP_PORT"] == str(smtp["spec"]["ports"][0]["port"])
+    assert args["mail-listen"] == f"0.0.0.0:{smtp['spec']['ports'][0]['port']}"
+    (cluster,) = _of(rendered, "Cluster")
+    dsn = container["env"][0]["valueFrom"]["secretKeyRef"]
+    assert (dsn["name"], dsn["key"]) == (f"{cluster['metadata']['name']}-app", "uri")
+    assert smtp["spec"]["selector"].items() <= pod["metadata"]["labels"].items()

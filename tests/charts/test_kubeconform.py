@@ -16,14 +16,16 @@ pytestmark = pytest.mark.charts
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = [*sorted((ROOT / "k8s" / "crds" / "third-party").rglob("*.yaml")), ROOT / "operator" / "crds" / "flashsale.yaml"]
 CHARTS = ROOT / "charts"
+KIND = ROOT / "k8s" / "kind"
 RENDERS = [
     *(
-        (CHARTS / chart, values)
+        (CHARTS / chart, (values,))
         for chart in ("flashsale", "flashsale-operator")
         for values in sorted((CHARTS / chart / "ci").glob("*.yaml"))
     ),
-    (CHARTS / "flashsale", ROOT / "k8s" / "kind" / "values-dev.yaml"),
-    (CHARTS / "flashsale-operator", ROOT / "k8s" / "kind" / "operator-values-dev.yaml"),
+    (CHARTS / "flashsale", (KIND / "values-dev.yaml",)),
+    (CHARTS / "flashsale", (KIND / "values-dev.yaml", KIND / "values-e2e.yaml")),
+    (CHARTS / "flashsale-operator", (KIND / "operator-values-dev.yaml",)),
 ]  # fmt: skip
 
 
@@ -50,17 +52,30 @@ def _kubeconform(tool: Path, locations: list[str], manifests: str) -> dict[str, 
     return dict(report["summary"])
 
 
-@pytest.mark.parametrize(("chart", "values"), RENDERS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def _ids(param: Path | tuple[Path, ...]) -> str:
+    files = (param,) if isinstance(param, Path) else param
+    return "+".join(f"{p.parent.name}/{p.name}" for p in files)
+
+
+@pytest.mark.parametrize(("chart", "values"), RENDERS, ids=_ids)
 def test_every_rendered_object_is_valid(
-    chart_tools: dict[str, Path], schema_locations: list[str], chart: Path, values: Path
+    chart_tools: dict[str, Path], schema_locations: list[str], chart: Path, values: tuple[Path, ...]
 ) -> None:
+    files = [arg for path in values for arg in ("-f", str(path))]
     rendered = subprocess.run(
-        [str(chart_tools["HELM"]), "template", "flashsale", str(chart), "--namespace", "flashsale", "-f", str(values)],
+        [str(chart_tools["HELM"]), "template", "flashsale", str(chart), "--namespace", "flashsale", *files],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     summary = _kubeconform(chart_tools["KUBECONFORM"], schema_locations, rendered)
     assert summary["invalid"] == summary["errors"] == summary["skipped"] == 0
     assert summary["valid"] == rendered.count("\nkind: ") > 0
+
+
+def test_the_kind_load_test_pod_and_its_smtp_service_are_valid(
+    chart_tools: dict[str, Path], schema_locations: list[str]
+) -> None:
+    summary = _kubeconform(chart_tools["KUBECONFORM"], schema_locations, (KIND / "loadtest.yaml").read_text())
+    assert (summary["valid"], summary["invalid"], summary["errors"], summary["skipped"]) == (2, 0, 0, 0)
 
 
 def test_the_example_flashsale_is_valid_and_the_invalid_one_is_not(
