@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: one workload, in one process tree and one run, through the naive and conditional PostgreSQL
-# designs, Redis Lua at redis-benchmark's ceiling, bare gRPC and Flashsale's pipeline; writes reports/bench.json.
-# Installs Debian's redis-server / redis-tools and PostgreSQL 15 if missing (idempotent). Extra arguments go
+# designs, Redis Lua at redis-benchmark's ceiling, bare gRPC, Flashsale's pipeline, the REST gateway against a bare
+# FastAPI endpoint; writes reports/bench.json. Installs Debian's redis-server / redis-tools, PostgreSQL 15 and wrk
+# if missing (idempotent). Extra arguments go
 # to `python -m flashsale_tools.bench` (e.g. --only a,b or --purchases 10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)  # the HTTP client of (h) and (i)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bench: installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

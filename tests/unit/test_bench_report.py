@@ -24,7 +24,8 @@ def test_baselines_only_leave_pipeline_keys_out_and_targets_unmeasured() -> None
     assert doc["ratios"] == {}
     assert doc["targets"]["c/a"] == {"op": ">=", "threshold": 30, "value": None, "met": None}
     assert doc["targets"]["oversold"]["met"] is True
-    assert [spec.letter for spec in report.missing(results)] == ["c", "e", "f", "m", "n"]
+    assert [spec.letter for spec in report.missing(results)] == ["c", "e", "f", "m", "n", "h", "i"]
+    assert "gateway_p99_ms_at_1000" not in doc and doc["targets"]["gateway_fairness_inversions"]["met"] is None
     assert doc["targets"]["m on/off"]["met"] is None
     assert report.exit_code(results, {}) == 0
 
@@ -44,8 +45,12 @@ def test_every_mode_gives_ratios_and_targets() -> None:
         "n": core.ModeResult(
             140_000, None, 0, 100, notes={"without_metrics_per_s": 150_000, "on/off": 0.9333, "cpu on/off": 1.05}
         ),
+        "h": core.ModeResult(
+            1200, 40.0, 0, 100, notes={"p99_ms_at_1000": 80.5, "fairness_inversions": 3, "per_s_400": 1000}
+        ),
+        "i": _result(3000, 20.0),
     }
-    assert report.ratios(results) == pytest.approx({"c/a": 60.0, "c/b": 30.0, "c/g": 1.2, "e/d": 0.6})
+    assert report.ratios(results) == pytest.approx({"c/a": 60.0, "c/b": 30.0, "c/g": 1.2, "e/d": 0.6, "h/i": 0.4})
     doc = report.build_report(results)
     assert doc["p99_ms"] == 40.0  # the batch ingress's open loop comes first
     targets = doc["targets"]
@@ -59,7 +64,15 @@ def test_every_mode_gives_ratios_and_targets() -> None:
     assert targets["n on/off"] == {"op": ">=", "threshold": 0.97, "value": 0.933, "met": False}
     assert targets["m cpu on/off"] == {"op": "<=", "threshold": 1.03, "value": 1.02, "met": True}
     assert targets["n cpu on/off"] == {"op": "<=", "threshold": 1.03, "value": 1.05, "met": False}
-    assert set(doc) == {spec.key for spec in report.SPECS} | {"p99_ms", "oversold", "ratios", "targets"}
+    assert targets["h/i"] == {"op": ">=", "threshold": 0.5, "value": 0.4, "met": False}
+    assert targets["gateway_p99_ms_at_1000"] == {"op": "<=", "threshold": 100, "value": 80.5, "met": True}
+    assert targets["gateway_fairness_inversions"] == {"op": "==", "threshold": 0, "value": 3, "met": False}
+    assert (doc["gateway_purchase_per_s"], doc["bare_http_per_s"]) == (1200, 3000)
+    assert (doc["gateway_p99_ms_at_1000"], doc["gateway_fairness_inversions"]) == (80.5, 3)
+    assert set(doc) == {spec.key for spec in report.SPECS} | {"p99_ms", "oversold", "ratios", "targets"} | {
+        "gateway_p99_ms_at_1000",
+        "gateway_fairness_inversions",
+    }
 
 
 def test_a_ratio_needs_both_sides() -> None:

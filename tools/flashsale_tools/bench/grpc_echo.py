@@ -4,45 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
-from collections.abc import AsyncIterator
 
 import grpc
 
-from flashsale_tools.bench import core, echo_server
+from flashsale_tools.bench import child_server, core, echo_server
 
 _PAYLOAD_BYTES = 64  # about a serialized purchase request (sale id, user id, request id, quantity)
 _WARMUP = 200
 
 
-@contextlib.asynccontextmanager
-async def echo_process(timeout_s: float = 30.0) -> AsyncIterator[int]:
+def echo_process(timeout_s: float = 30.0) -> contextlib.AbstractAsyncContextManager[int]:
     """Start the echo server in a child process; yield its port; stop it."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        echo_server.__name__,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout_s)
-        except TimeoutError:
-            raise core.BenchError(f"the echo server did not start in {timeout_s}s") from None
-        if not line.startswith(b"PORT "):
-            raise core.BenchError(f"the echo server exited (code {await proc.wait()}) before serving")
-        yield int(line.split()[1])
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    return child_server.serving(echo_server.__name__, timeout_s)
 
 
 async def drive(port: int, requests: int, in_flight: int) -> tuple[float, list[float]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flashsale_tools.bench import (
     conditional_update,
     core,
+    front_door,
     grpc_echo,
     metrics_cost,
     naive_for_update,
@@ -23,4 +24,6 @@ MODES: list[core.Mode] = [
     core.Mode("f", sales_ingress.run_batched),
     core.Mode("m", metrics_cost.run_pipeline),
     core.Mode("n", metrics_cost.run_ingress),
+    core.Mode("i", front_door.run_bare),
+    core.Mode("h", front_door.run_gateway),
 ]

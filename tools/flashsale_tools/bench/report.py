@@ -32,10 +32,12 @@ SPECS = (
     ModeSpec("g", "redis_lua_per_s", "Redis Lua check-and-decrement (redis-benchmark, not durable)"),
     ModeSpec("m", "pipeline_with_metrics_per_s", "(c) with metrics recorded and scraped, against without"),
     ModeSpec("n", "batched_ingress_with_metrics_per_s", "(f) with metrics recorded and scraped, against without"),
+    ModeSpec("h", "gateway_purchase_per_s", "purchases through the REST gateway (64 in flight; 400 in the notes)"),
+    ModeSpec("i", "bare_http_per_s", "bare FastAPI + uvicorn POST endpoint, same shape (64 in flight; 400 in notes)"),
 )
 BY_LETTER = {spec.letter: spec for spec in SPECS}
 
-RATIOS = (("c", "a"), ("c", "b"), ("c", "g"), ("e", "d"))
+RATIOS = (("c", "a"), ("c", "b"), ("c", "g"), ("e", "d"), ("h", "i"))
 """(numerator, denominator) letters of the ratios the report shows."""
 
 P99_FROM = ("f", "e", "c")
@@ -71,9 +73,26 @@ TARGETS = (
     Target("n on/off", ">=", 0.97),
     Target("m cpu on/off", "<=", 1.03),
     Target("n cpu on/off", "<=", 1.03),
+    Target("h/i", ">=", 0.5),
+    Target("gateway_p99_ms_at_1000", "<=", 100),
+    Target("gateway_fairness_inversions", "==", 0),
 )
 COSTS = ("m", "n")
 """Modes comparing a run with metrics to one without: their targets are the ratios in their notes (rate, CPU)."""
+
+NOTED = {"gateway_p99_ms_at_1000": ("h", "p99_ms_at_1000"), "gateway_fairness_inversions": ("h", "fairness_inversions")}
+"""Report keys taken from a mode's notes: key → (letter, note)."""
+
+
+def noted(results: Mapping[str, core.ModeResult]) -> dict[str, float]:
+    """The NOTED figures of the modes measured (a figure the mode could not measure is left out)."""
+    out: dict[str, float] = {}
+    for key, (letter, note) in NOTED.items():
+        value = results[letter].notes.get(note) if letter in results else None
+        if isinstance(value, int | float):
+            out[key] = value
+    return out
+
 
 Results = Mapping[str, core.ModeResult]
 
@@ -119,6 +138,7 @@ def target_values(results: Results) -> dict[str, float | None]:
     oversold = total_oversold(results)
     if oversold is not None:
         measured["oversold"] = oversold
+    measured.update(noted(results))
     for letter in COSTS:
         for note in ("on/off", "cpu on/off"):
             ratio = results[letter].notes.get(note) if letter in results else None
@@ -162,6 +182,7 @@ def build_report(results: Results) -> dict[str, Any]:
     oversold = total_oversold(results)
     if oversold is not None:
         doc["oversold"] = oversold
+    doc.update(noted(results))
     doc["ratios"] = {name: round(value, 3) for name, value in ratios(results).items()}
     doc["targets"] = targets(results)
     return doc

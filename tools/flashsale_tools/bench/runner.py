@@ -155,6 +155,8 @@ async def _measure(
 def run_cli(args: argparse.Namespace) -> int:
     """Run the benchmark for parsed arguments, print the report, write the JSON; return the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "mail.log"):  # a request or an e-mail line per shopper onboarded by (h)
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     con = rich_console.Console(width=None if sys.stdout.isatty() else 160)
     try:
         workload = workload_of(args)

@@ -214,6 +214,11 @@ class KafkaBroker:
         """Whether the broker process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def _write_config(self) -> pathlib.Path:
         """Write server.properties and log4j2.properties; return the server config path."""
         logs = self.data_dir / "kraft-logs"

@@ -55,6 +55,13 @@ class LocalPlatform:
         self.gateway_port = options.gateway_port or cache.free_port()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
+    def pids(self) -> dict[str, int]:
+        """The process id of every running part: each service, and the Kafka broker as "kafka"."""
+        found = {name: proc.pid for name, proc in self._procs.items() if proc.poll() is None}
+        if self.kafka.pid is not None:
+            found["kafka"] = self.kafka.pid
+        return found
+
     @property
     def gateway_url(self) -> str:
         """Base URL of the REST gateway."""
