@@ -22,8 +22,6 @@ import aiohttp
 import httpx
 
 from flashsale_tools.bench import bare_http_server, child_server, core, wrk_client
-from flashsale_tools.loadtest import gateway as gateway_load
-from flashsale_tools.loadtest import profile, sender
 from flashsale_tools.platform import mailcatcher, shoppers
 
 IN_FLIGHT = (64, 400)
@@ -99,18 +97,22 @@ async def closed_loop(
 
 
 async def open_loop(url: str, target: Target, at_ms: Sequence[int]) -> list[Answered]:
-    """Send purchase n at at_ms[n] after now (open loop: nothing waits for an answer), every answer kept."""
-    plan = [profile.Planned(ms, str(n), "", 1, profile.Kind.WANT) for n, ms in enumerate(at_ms)]
+    """Send purchase n at at_ms[n] (sorted) after now, open loop: nothing waits for an answer; every answer kept."""
     answers: list[Answered] = []
     async with shoppers.crowd_session(url, 2_000) as session:
 
         async def one(n: int) -> None:
             answers.append(await _post(session, target, n))
 
-        async def dispatch(due: Sequence[profile.Planned]) -> list[asyncio.Task[None]]:
-            return [asyncio.create_task(one(int(item.request_id))) for item in due]
-
-        await sender.follow(plan, 0.001, sender.SendLog(), dispatch)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        started = []
+        for n, ms in enumerate(at_ms):
+            ahead = start + ms / 1000 - loop.time()
+            if ahead > 0.001:
+                await asyncio.sleep(ahead)
+            started.append(asyncio.create_task(one(n)))
+        await asyncio.gather(*started)
     return answers
 
 
@@ -212,7 +214,7 @@ async def _measure_gateway(
 ) -> core.ModeResult:
     async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
         names = [f"bench-{n:05d}" for n in range(SHOPPERS)]
-        crowd = await gateway_load.onboard_all(client, inbox, names, lambda n: None)
+        crowd = await shoppers.onboard_crowd(client, inbox, names)
         tokens = [crowd[name].access_token for name in names]
         big = await _make_sale(client, admin_key, 10_000_000, 1_000, 8)
         loops = [await closed_loop(url, f"/v1/sales/{big}/purchases", tokens, k, pids) for k in IN_FLIGHT]

@@ -118,21 +118,12 @@ async def onboard_all(
     client: httpx.AsyncClient, inbox: mailcatcher.Inbox, user_ids: Sequence[str], on_done: Callable[[int], None]
 ) -> dict[str, shoppers.Shopper]:
     """A verified, logged-in shopper for each of the plan's user ids."""
-    gate = asyncio.Semaphore(ONBOARDING)
-    crowd = {uid: shoppers.Shopper(f"{uid}@loadtest.flashsale.local", f"pw-{uid}-load!") for uid in user_ids}
-
-    async def one(shopper: shoppers.Shopper) -> None:
-        async with gate:
-            await shoppers.onboard(client, inbox, shopper)
-            on_done(1)
-
     try:
-        await asyncio.gather(*(one(s) for s in crowd.values()))
+        return await shoppers.onboard_crowd(client, inbox, user_ids, on_done, ONBOARDING)
     except shoppers.ShopperError as exc:
         raise runner.LoadTestError(f"onboarding failed: {exc}") from exc
     except TimeoutError as exc:
         raise runner.LoadTestError("onboarding failed: a verification e-mail did not arrive in time") from exc
-    return crowd
 
 
 class HttpSender:

@@ -8,6 +8,7 @@ import dataclasses
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -81,6 +82,26 @@ async def onboard(client: httpx.AsyncClient, mail: mailcatcher.Inbox, shopper: S
         await _post(client, "/v1/auth/login", {"email": shopper.email, "password": shopper.password}), "login"
     )
     shopper.access_token = str(login["access_token"])
+
+
+async def onboard_crowd(
+    client: httpx.AsyncClient,
+    mail: mailcatcher.Inbox,
+    names: Sequence[str],
+    on_done: Callable[[int], None] = lambda n: None,
+    at_once: int = 32,
+) -> dict[str, Shopper]:
+    """A verified, logged-in shopper for each name (`at_once` onboarding at a time), keyed by name."""
+    gate = asyncio.Semaphore(at_once)
+    crowd = {name: Shopper(f"{name}@loadtest.flashsale.local", f"pw-{name}-load!") for name in names}
+
+    async def one(shopper: Shopper) -> None:
+        async with gate:
+            await onboard(client, mail, shopper)
+            on_done(1)
+
+    await asyncio.gather(*(one(s) for s in crowd.values()))
+    return crowd
 
 
 async def buy(session: aiohttp.ClientSession, sale_id: str, shopper: Shopper, quantity: int = 1) -> Attempt:
