@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import socket
 import sys
 from typing import Annotated
 
@@ -17,6 +16,8 @@ import fastapi
 import pydantic
 import uvicorn
 from fastapi import responses
+
+from flashsale_tools.platform import cache
 
 
 class PurchaseIn(pydantic.BaseModel):
@@ -51,16 +52,17 @@ def build_app() -> fastapi.FastAPI:
 
 
 async def serve(host: str = "127.0.0.1") -> None:
-    """Serve on a free port until SIGTERM or SIGINT (uvicorn's own signal handling)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
-    config = uvicorn.Config(build_app(), log_config=None, access_log=False, lifespan="off")
+    """Serve on a free port until SIGTERM or SIGINT (uvicorn's own signal handling), binding it the way the gateway
+    does (uvicorn's own listening socket)."""
+    port = cache.free_port()
+    config = uvicorn.Config(build_app(), host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    sys.stdout.write(f"PORT {sock.getsockname()[1]}\n")
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 (uvicorn offers a flag, no event)
+        await asyncio.sleep(0.05)
+    sys.stdout.write(f"PORT {port}\n")
     sys.stdout.flush()
-    await server.serve(sockets=[sock])
+    await serving
 
 
 def main() -> None:
