@@ -309,3 +309,44 @@ async def test_without_trusted_proxies_x_forwarded_for_is_ignored(tmp_path: Path
     async with _http(settings, _gateway_settings()) as http:
         assert [await _limited(http, "203.0.113.7") for _ in range(2)] == [False, False]
         assert await _limited(http, "198.51.100.9")  # a forged header does not buy a new budget
+
+
+async def test_the_gateway_checks_a_verified_shoppers_token_itself(base_settings: Settings) -> None:
+    """A token issued after the e-mail was verified is checked with the user service's public keys (the JWKS the
+    gateway also serves): with the user service gone, such a shopper still reaches the sales service, while a token
+    issued before verification (which needs the user service to read the flag now) and a forged one do not."""
+    user_server = user_bootstrap.build(base_settings)
+    sales_server = sales_bootstrap.build(base_settings)
+    async with sales_server:
+        await user_server.start_all()
+        try:
+            settings = base_settings.model_copy(
+                update={"user_addr": f"127.0.0.1:{user_server.port}", "sales_addr": f"127.0.0.1:{sales_server.port}"}
+            )
+            async with _http(settings, _gateway_settings()) as http:
+                email = f"gw-{uuid.uuid4().hex[:10]}@example.com"
+                user = (await http.post("/v1/users", json={"email": email, "password": PASSWORD})).json()
+                login = {"email": email, "password": PASSWORD}
+                early = (await http.post("/v1/auth/login", json=login)).json()["access_token"]
+                token = await asyncio.to_thread(_verification_token, base_settings.kafka_bootstrap, user["user_id"])
+                assert (await http.post("/v1/users/verify", json={"token": token})).status_code == 200
+                late = (await http.post("/v1/auth/login", json=login)).json()["access_token"]
+                keys = (await http.get("/.well-known/jwks.json")).json()
+                assert [(k["kty"], k["crv"], k["alg"]) for k in keys["keys"]] == [("OKP", "Ed25519", "EdDSA")]
+                assert "d" not in keys["keys"][0]  # public only
+                forged = late[:-4] + ("AAAA" if not late.endswith("AAAA") else "BBBB")
+
+                await user_server.stop_all()
+                buy = {"quantity": 1}
+                verified = await http.post("/v1/sales/unknown-sale/purchases", json=buy, headers=_bearer(late))
+                assert_error(verified, 404, "NOT_FOUND", "sale_id")  # past the token, at the sales service
+                unverified = await http.post("/v1/sales/unknown-sale/purchases", json=buy, headers=_bearer(early))
+                assert_error(unverified, 503, "UNAVAILABLE")
+                refused = await http.post("/v1/sales/unknown-sale/purchases", json=buy, headers=_bearer(forged))
+                assert_error(refused, 401, "UNAUTHENTICATED")
+        finally:
+            await user_server.stop_all()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

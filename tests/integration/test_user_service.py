@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ import pytest
 from grpc_errors import refused
 from waiting import eventually, eventually_sync
 
-from flashsale.common import database, events, outbox, topics
+from flashsale.common import access_tokens, database, events, outbox, topics
 from flashsale.common import settings as settings_mod
 from flashsale.common.settings import Settings
 from flashsale.user import bootstrap, domain, repository
@@ -189,8 +190,10 @@ async def test_register_verify_login_and_validate(env: Env) -> None:
 
     login = await env.stub.Login(user_pb2.LoginRequest(email=email, password=PASSWORD))  # unverified may log in
     assert login.user.user_id == user.user_id
-    claims = jwt.decode(login.access_token, _secret(env.settings), algorithms=["HS256"], issuer="flashsale")
-    assert set(claims) == {"sub", "email", "iat", "exp", "iss"}
+    public = access_tokens.signing_key(_secret(env.settings)).public_key()
+    claims = jwt.decode(login.access_token, public, algorithms=["EdDSA"], issuer="flashsale")
+    assert set(claims) == {"sub", "email", "email_verified", "iat", "exp", "iss"}
+    assert claims["email_verified"] is False
     assert claims["sub"] == user.user_id
     assert claims["exp"] - claims["iat"] == env.settings.jwt_ttl_s
     assert login.expires_at.seconds == claims["exp"]
@@ -292,21 +295,26 @@ async def test_bad_tokens_and_credentials_are_refused(env: Env) -> None:
 
     now = int(time.time())
     secret = _secret(env.settings)
+    key = access_tokens.signing_key(secret)
+    keys = json.loads((await env.stub.GetSigningKeys(user_pb2.GetSigningKeysRequest())).jwks_json)
+    assert [k["kid"] for k in keys["keys"]] == [access_tokens.key_id(key.public_key())]
+    kid = {"kid": keys["keys"][0]["kid"]}
     claims = {"sub": user.user_id, "email": email, "iat": now, "exp": now + 60, "iss": "flashsale"}
     bad_tokens = [
         "",
         "garbage",
         "a.b.c",
-        jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256"),
-        jwt.encode(claims, "some-other-key-some-other-key-32", algorithm="HS256"),
-        jwt.encode({**claims, "iss": "elsewhere"}, secret, algorithm="HS256"),
-        jwt.encode({**claims, "sub": uuid.uuid4().hex}, secret, algorithm="HS256"),  # no such user
+        jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, key, algorithm="EdDSA", headers=kid),
+        jwt.encode(claims, access_tokens.signing_key("some-other-key-some-other-key-32"), algorithm="EdDSA"),
+        jwt.encode({**claims, "iss": "elsewhere"}, key, algorithm="EdDSA", headers=kid),
+        jwt.encode({**claims, "sub": uuid.uuid4().hex}, key, algorithm="EdDSA", headers=kid),  # no such user
+        jwt.encode(claims, secret, algorithm="HS256", headers=kid),  # the secret is no signing key
     ]
     for token in bad_tokens:
         await refused(
             env.stub.ValidateToken(user_pb2.ValidateTokenRequest(token=token)), grpc.StatusCode.UNAUTHENTICATED, "token"
         )
-    good = jwt.encode(claims, secret, algorithm="HS256")
+    good = jwt.encode(claims, key, algorithm="EdDSA", headers=kid)
     assert (await env.stub.ValidateToken(user_pb2.ValidateTokenRequest(token=good))).user_id == user.user_id
 
     await refused(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 
 import jwt
 import pytest
 
-from flashsale.common import errors
+from flashsale.common import access_tokens, errors
 from flashsale.user import domain, passwords, tokens
 
 
@@ -92,11 +93,41 @@ def test_password_hasher_round_trip_and_unknown_account() -> None:
 def test_access_token_round_trip() -> None:
     now = int(time.time())
     issuer = tokens.TokenIssuer("k" * 40, ttl_s=3600)
-    token, claims = issuer.issue("u1", "ann@example.com", now_s=now)
-    assert claims.expires_at_s == now + 3600
-    decoded = jwt.decode(token, "k" * 40, algorithms=["HS256"], issuer="flashsale")
-    assert set(decoded) == {"sub", "email", "iat", "exp", "iss"}
+    token, claims = issuer.issue("u1", "ann@example.com", True, now_s=now)
+    assert claims.expires_at_s == now + 3600 and claims.verified is True
+    public = access_tokens.signing_key("k" * 40).public_key()
+    decoded = jwt.decode(token, public, algorithms=["EdDSA"], issuer="flashsale")
+    assert set(decoded) == {"sub", "email", "email_verified", "iat", "exp", "iss"}
+    assert jwt.get_unverified_header(token)["kid"] == issuer.jwks["keys"][0]["kid"] == access_tokens.key_id(public)
     assert issuer.check(token) == claims
+    assert issuer.check(issuer.issue("u2", "bo@example.com", False, now_s=now)[0]).verified is False
+
+
+def test_anyone_with_the_published_key_set_checks_tokens_and_nobody_signs_with_it() -> None:
+    now = int(time.time())
+    issuer = tokens.TokenIssuer("k" * 40, ttl_s=3600)
+    token, claims = issuer.issue("u1", "ann@example.com", True, now_s=now)
+    published = json.loads(json.dumps(issuer.jwks))  # what GetSigningKeys sends
+    assert {k["kty"] for k in published["keys"]} == {"OKP"} and "d" not in published["keys"][0]
+    assert access_tokens.TokenVerifier(published).check(token) == claims
+    rotated, _ = tokens.TokenIssuer("another secret" * 3, ttl_s=3600).issue("u1", "ann@example.com", True, now)
+    with pytest.raises(access_tokens.UnknownSigningKey):
+        access_tokens.TokenVerifier(published).check(rotated)
+    hmac_with_the_secret = jwt.encode(
+        {
+            "sub": "u1",
+            "email": "a@example.com",
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 60,
+            "iss": "flashsale",
+        },
+        "k" * 40,
+        algorithm="HS256",
+        headers={"kid": published["keys"][0]["kid"]},
+    )  # the old HS256 tokens, or an attempt at algorithm confusion
+    with pytest.raises(errors.Unauthenticated):
+        issuer.check(hmac_with_the_secret)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +141,7 @@ def test_access_token_round_trip() -> None:
 )
 def test_malformed_access_tokens_are_unauthenticated(mangle: Callable[[str], str]) -> None:
     issuer = tokens.TokenIssuer("k" * 40, ttl_s=3600)
-    token, _ = issuer.issue("u1", "ann@example.com", now_s=int(time.time()))
+    token, _ = issuer.issue("u1", "ann@example.com", True, now_s=int(time.time()))
     with pytest.raises(errors.Unauthenticated) as caught:
         issuer.check(mangle(token))
     assert caught.value.field == "token"
@@ -119,10 +150,14 @@ def test_malformed_access_tokens_are_unauthenticated(mangle: Callable[[str], str
 def test_expired_forged_and_foreign_tokens_are_refused() -> None:
     now = int(time.time())
     issuer = tokens.TokenIssuer("k" * 40, ttl_s=60)
-    expired, _ = issuer.issue("u1", "a@example.com", now_s=now - 3600)
-    forged, _ = tokens.TokenIssuer("other-key" * 5, ttl_s=60).issue("u1", "a@example.com", now_s=now)
-    foreign = jwt.encode({"sub": "u1", "email": "a@example.com", "iat": now, "exp": now + 60, "iss": "x"}, "k" * 40)
+    expired, _ = issuer.issue("u1", "a@example.com", True, now_s=now - 3600)
+    forged, _ = tokens.TokenIssuer("other-key" * 5, ttl_s=60).issue("u1", "a@example.com", True, now_s=now)
+    key, kid = access_tokens.signing_key("k" * 40), issuer.jwks["keys"][0]["kid"]
+    claims = {"sub": "u1", "email": "a@example.com", "iat": now, "exp": now + 60}
+    foreign = jwt.encode({**claims, "iss": "x"}, key, algorithm="EdDSA", headers={"kid": kid})
+    no_expiry = jwt.encode({"sub": "u1", "email": "a", "iat": now, "iss": "flashsale"}, key, "EdDSA", {"kid": kid})
+    odd_flag = jwt.encode({**claims, "iss": "flashsale", "email_verified": "yes"}, key, "EdDSA", {"kid": kid})
     unsigned = jwt.encode({"sub": "u1", "email": "a@example.com", "iat": now, "exp": now + 60}, None, "none")
-    for token in (expired, forged, foreign, unsigned):
+    for token in (expired, forged, foreign, unsigned, no_expiry, odd_flag):
         with pytest.raises(errors.Unauthenticated):
             issuer.check(token)

@@ -10,7 +10,7 @@ import fastapi
 from flashsale.common import metrics
 from flashsale.common.settings import Settings
 from flashsale.gateway import clients as gateway_clients
-from flashsale.gateway import deps, errors, http_metrics, ratelimit
+from flashsale.gateway import deps, errors, http_metrics, ratelimit, token_keys
 from flashsale.gateway.routes import catalog, health, notifications, shopping, users
 from flashsale.gateway.settings import GatewaySettings
 
@@ -34,6 +34,7 @@ def create_app(
             settings.gateway_rate_limit_per_s, settings.gateway_rate_burst, max_keys=gateway.rate_limit_max_keys
         ),
         telemetry=telemetry,
+        keys=token_keys.TokenKeys(clients.users, gateway.rpc_timeout_s),
     )
 
     @contextlib.asynccontextmanager

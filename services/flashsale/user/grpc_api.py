@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -51,3 +52,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         return user_pb2.ValidateTokenResponse(
             user_id=identity.user_id, email=identity.email, verified=identity.verified
         )
+
+    async def GetSigningKeys(self, request: user_pb2.GetSigningKeysRequest, context: Context) -> user_pb2.SigningKeys:
+        """The public keys of access tokens, as a JWKS."""
+        return user_pb2.SigningKeys(jwks_json=json.dumps(self._users.signing_keys()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from typing import Any
 
 from flashsale.common import database, errors, outbox, timeutil, topics, validation
 from flashsale.user import domain, messages, passwords, repository, tokens
@@ -110,7 +111,8 @@ class UserService:
         ok = await asyncio.to_thread(self._hasher.verify, found.password_hash if found else None, secret)
         if not ok or found is None:
             raise errors.Unauthenticated(domain.BAD_CREDENTIALS)
-        token, claims = self._issuer.issue(found.user.user_id, found.user.email, timeutil.now_ms() // 1000)
+        user = found.user
+        token, claims = self._issuer.issue(user.user_id, user.email, user.verified, timeutil.now_ms() // 1000)
         return Session(token, claims.expires_at_s * 1000, found.user)
 
     async def get_user(self, user_id: str) -> domain.User:
@@ -120,6 +122,10 @@ class UserService:
         if user is None:
             raise errors.NotFound("no such user", "user_id")
         return user
+
+    def signing_keys(self) -> dict[str, Any]:
+        """The public keys access tokens are checked with (a JWKS)."""
+        return self._issuer.jwks
 
     async def validate_token(self, token: str) -> Identity:
         """Whose a valid access token is, with the verified flag read from the database now."""

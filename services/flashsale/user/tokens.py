@@ -1,56 +1,35 @@
-"""Signed access tokens (JWT, HS256)."""
+"""The user service's access tokens: issued with the signing key derived from the JWT secret, checked with its
+public key (the JWKS it publishes; flashsale.common.access_tokens)."""
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
-import jwt
+from flashsale.common import access_tokens
 
-from flashsale.common import errors
-
-ISSUER = "flashsale"
-ALGORITHM = "HS256"
-INVALID = "is invalid or expired"
-
-
-@dataclasses.dataclass(frozen=True)
-class Claims:
-    """What a valid token says: whose it is and when it expires."""
-
-    user_id: str
-    email: str
-    issued_at_s: int
-    expires_at_s: int
+INVALID = access_tokens.INVALID
+Claims = access_tokens.Claims
 
 
 class TokenIssuer:
-    """Issues and checks access tokens with one HMAC key."""
+    """Issues and checks access tokens with one Ed25519 key."""
 
     def __init__(self, secret: str, ttl_s: int) -> None:
-        self._secret = secret
+        self._key = access_tokens.signing_key(secret)
         self._ttl_s = ttl_s
+        self._jwks = access_tokens.jwks([self._key.public_key()])
+        self._verifier = access_tokens.TokenVerifier(self._jwks)
 
-    def issue(self, user_id: str, email: str, now_s: int) -> tuple[str, Claims]:
-        """A token for a user, valid ttl_s seconds from now_s."""
-        claims = Claims(user_id=user_id, email=email, issued_at_s=now_s, expires_at_s=now_s + self._ttl_s)
-        payload = {"sub": user_id, "email": email, "iat": now_s, "exp": claims.expires_at_s, "iss": ISSUER}
-        return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
+    @property
+    def jwks(self) -> dict[str, Any]:
+        """The public keys tokens are checked with (a JWKS)."""
+        return self._jwks
+
+    def issue(self, user_id: str, email: str, verified: bool, now_s: int) -> tuple[str, Claims]:
+        """A token for a user, valid ttl_s seconds from now_s, saying whether the e-mail is verified now."""
+        claims = Claims(user_id, email, verified, issued_at_s=now_s, expires_at_s=now_s + self._ttl_s)
+        return access_tokens.sign(self._key, claims), claims
 
     def check(self, token: str) -> Claims:
-        """The claims of a valid token; Unauthenticated when it is malformed, forged or expired."""
-        if not token:
-            raise errors.Unauthenticated("is required", "token")
-        try:
-            payload = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[ALGORITHM],
-                issuer=ISSUER,
-                options={"require": ["sub", "exp", "iat", "iss"]},
-            )
-        except jwt.PyJWTError:
-            raise errors.Unauthenticated(INVALID, "token") from None
-        sub, email = payload.get("sub"), payload.get("email")
-        if not isinstance(sub, str) or not isinstance(email, str):
-            raise errors.Unauthenticated(INVALID, "token")
-        return Claims(user_id=sub, email=email, issued_at_s=int(payload["iat"]), expires_at_s=int(payload["exp"]))
+        """The claims of a valid token; Unauthenticated when it is malformed, forged, foreign or expired."""
+        return self._verifier.check(token)

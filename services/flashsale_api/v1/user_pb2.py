@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66lashsale_api/v1/user.proto\x12\x0c\x66lashsale.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\x10\n\x08verified\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\"#\n\x12VerifyEmailRequest\x12\r\n\x05token\x18\x01 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"w\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04user\x18\x03 \x01(\x0b\x32\x12.flashsale.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x14ValidateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"I\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08verified\x18\x03 \x01(\x08\x32\xea\x02\n\x0bUserService\x12=\n\x08Register\x12\x1d.flashsale.v1.RegisterRequest\x1a\x12.flashsale.v1.User\x12\x43\n\x0bVerifyEmail\x12 .flashsale.v1.VerifyEmailRequest\x1a\x12.flashsale.v1.User\x12@\n\x05Login\x12\x1a.flashsale.v1.LoginRequest\x1a\x1b.flashsale.v1.LoginResponse\x12;\n\x07GetUser\x12\x1c.flashsale.v1.GetUserRequest\x1a\x12.flashsale.v1.User\x12X\n\rValidateToken\x12\".flashsale.v1.ValidateTokenRequest\x1a#.flashsale.v1.ValidateTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66lashsale_api/v1/user.proto\x12\x0c\x66lashsale.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\x10\n\x08verified\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\"#\n\x12VerifyEmailRequest\x12\r\n\x05token\x18\x01 \x01(\t\"/\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"w\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04user\x18\x03 \x01(\x0b\x32\x12.flashsale.v1.User\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"%\n\x14ValidateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"I\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x10\n\x08verified\x18\x03 \x01(\x08\"\x17\n\x15GetSigningKeysRequest\" \n\x0bSigningKeys\x12\x11\n\tjwks_json\x18\x01 \x01(\t2\xbc\x03\n\x0bUserService\x12=\n\x08Register\x12\x1d.flashsale.v1.RegisterRequest\x1a\x12.flashsale.v1.User\x12\x43\n\x0bVerifyEmail\x12 .flashsale.v1.VerifyEmailRequest\x1a\x12.flashsale.v1.User\x12@\n\x05Login\x12\x1a.flashsale.v1.LoginRequest\x1a\x1b.flashsale.v1.LoginResponse\x12;\n\x07GetUser\x12\x1c.flashsale.v1.GetUserRequest\x1a\x12.flashsale.v1.User\x12X\n\rValidateToken\x12\".flashsale.v1.ValidateTokenRequest\x1a#.flashsale.v1.ValidateTokenResponse\x12P\n\x0eGetSigningKeys\x12#.flashsale.v1.GetSigningKeysRequest\x1a\x19.flashsale.v1.SigningKeysb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,6 +48,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALIDATETOKENREQUEST']._serialized_end=545
   _globals['_VALIDATETOKENRESPONSE']._serialized_start=547
   _globals['_VALIDATETOKENRESPONSE']._serialized_end=620
-  _globals['_USERSERVICE']._serialized_start=623
-  _globals['_USERSERVICE']._serialized_end=985
+  _globals['_GETSIGNINGKEYSREQUEST']._serialized_start=622
+  _globals['_GETSIGNINGKEYSREQUEST']._serialized_end=645
+  _globals['_SIGNINGKEYS']._serialized_start=647
+  _globals['_SIGNINGKEYS']._serialized_end=679
+  _globals['_USERSERVICE']._serialized_start=682
+  _globals['_USERSERVICE']._serialized_end=1126
 # @@protoc_insertion_point(module_scope)

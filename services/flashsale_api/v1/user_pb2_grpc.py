@@ -59,6 +59,11 @@ class UserServiceStub:
                 request_serializer=flashsale__api_dot_v1_dot_user__pb2.ValidateTokenRequest.SerializeToString,
                 response_deserializer=flashsale__api_dot_v1_dot_user__pb2.ValidateTokenResponse.FromString,
                 _registered_method=True)
+        self.GetSigningKeys = channel.unary_unary(
+                '/flashsale.v1.UserService/GetSigningKeys',
+                request_serializer=flashsale__api_dot_v1_dot_user__pb2.GetSigningKeysRequest.SerializeToString,
+                response_deserializer=flashsale__api_dot_v1_dot_user__pb2.SigningKeys.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -92,7 +97,15 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ValidateToken(self, request, context):
-        """ValidateToken checks a JWT and returns whose it is.
+        """ValidateToken checks a JWT and returns whose it is, with the verified flag read now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSigningKeys(self, request, context):
+        """GetSigningKeys returns the public keys access tokens are signed with (a JWKS), so that others check tokens
+        themselves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +138,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ValidateToken,
                     request_deserializer=flashsale__api_dot_v1_dot_user__pb2.ValidateTokenRequest.FromString,
                     response_serializer=flashsale__api_dot_v1_dot_user__pb2.ValidateTokenResponse.SerializeToString,
+            ),
+            'GetSigningKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSigningKeys,
+                    request_deserializer=flashsale__api_dot_v1_dot_user__pb2.GetSigningKeysRequest.FromString,
+                    response_serializer=flashsale__api_dot_v1_dot_user__pb2.SigningKeys.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -262,6 +280,33 @@ class UserService:
             '/flashsale.v1.UserService/ValidateToken',
             flashsale__api_dot_v1_dot_user__pb2.ValidateTokenRequest.SerializeToString,
             flashsale__api_dot_v1_dot_user__pb2.ValidateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSigningKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flashsale.v1.UserService/GetSigningKeys',
+            flashsale__api_dot_v1_dot_user__pb2.GetSigningKeysRequest.SerializeToString,
+            flashsale__api_dot_v1_dot_user__pb2.SigningKeys.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,7 +39,11 @@ class UserServiceStub:
     """Login checks the password and returns a signed JWT."""
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]
     ValidateToken: _grpc.UnaryUnaryMultiCallable[_user_pb2.ValidateTokenRequest, _user_pb2.ValidateTokenResponse]
-    """ValidateToken checks a JWT and returns whose it is."""
+    """ValidateToken checks a JWT and returns whose it is, with the verified flag read now."""
+    GetSigningKeys: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetSigningKeysRequest, _user_pb2.SigningKeys]
+    """GetSigningKeys returns the public keys access tokens are signed with (a JWKS), so that others check tokens
+    themselves.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
@@ -52,7 +56,11 @@ class UserServiceAsyncStub(UserServiceStub):
     """Login checks the password and returns a signed JWT."""
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]  # type: ignore[assignment]
     ValidateToken: _aio.UnaryUnaryMultiCallable[_user_pb2.ValidateTokenRequest, _user_pb2.ValidateTokenResponse]  # type: ignore[assignment]
-    """ValidateToken checks a JWT and returns whose it is."""
+    """ValidateToken checks a JWT and returns whose it is, with the verified flag read now."""
+    GetSigningKeys: _aio.UnaryUnaryMultiCallable[_user_pb2.GetSigningKeysRequest, _user_pb2.SigningKeys]  # type: ignore[assignment]
+    """GetSigningKeys returns the public keys access tokens are signed with (a JWKS), so that others check tokens
+    themselves.
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -92,6 +100,16 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_pb2.ValidateTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_pb2.ValidateTokenResponse, _abc.Awaitable[_user_pb2.ValidateTokenResponse]]:
-        """ValidateToken checks a JWT and returns whose it is."""
+        """ValidateToken checks a JWT and returns whose it is, with the verified flag read now."""
+
+    @_abc_1.abstractmethod
+    def GetSigningKeys(
+        self,
+        request: _user_pb2.GetSigningKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.SigningKeys, _abc.Awaitable[_user_pb2.SigningKeys]]:
+        """GetSigningKeys returns the public keys access tokens are signed with (a JWKS), so that others check tokens
+        themselves.
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,6 +1,8 @@
-"""Accounts and tokens: /v1/users, /v1/auth/login, /v1/me."""
+"""Accounts and tokens: /v1/users, /v1/auth/login, /v1/me, the token keys (/.well-known/jwks.json)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import fastapi
 
@@ -33,6 +35,11 @@ def router() -> fastapi.APIRouter:
         """Exchange e-mail and password for a bearer token."""
         request = user_pb2.LoginRequest(email=body.email, password=body.password)
         return mappers.token(await ctx.clients.users.Login(request, timeout=ctx.timeout))
+
+    @r.get("/.well-known/jwks.json", dependencies=[fastapi.Depends(deps.limit_by_ip)])
+    async def jwks(ctx: deps.Ctx) -> dict[str, Any]:
+        """The public keys access tokens are signed with (a JSON Web Key Set of Ed25519 keys)."""
+        return await ctx.keys.jwks()
 
     @r.get("/v1/me")
     async def me(request: fastapi.Request, token: deps.Bearer, ctx: deps.Ctx) -> schemas.User:
