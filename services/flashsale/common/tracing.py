@@ -23,7 +23,12 @@ from opentelemetry import propagate, trace
 log = logging.getLogger(__name__)
 
 TRACER = "flashsale"
-CLIENT, CONSUMER, PRODUCER = trace.SpanKind.CLIENT, trace.SpanKind.CONSUMER, trace.SpanKind.PRODUCER
+CLIENT, CONSUMER, PRODUCER, SERVER = (
+    trace.SpanKind.CLIENT,
+    trace.SpanKind.CONSUMER,
+    trace.SpanKind.PRODUCER,
+    trace.SpanKind.SERVER,
+)
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 

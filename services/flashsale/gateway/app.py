@@ -10,7 +10,7 @@ import fastapi
 from flashsale.common import metrics
 from flashsale.common.settings import Settings
 from flashsale.gateway import clients as gateway_clients
-from flashsale.gateway import deps, errors, http_metrics, ratelimit, token_keys
+from flashsale.gateway import deps, errors, http_metrics, purchase_stream, ratelimit, token_keys
 from flashsale.gateway.routes import catalog, health, notifications, shopping, users
 from flashsale.gateway.settings import GatewaySettings
 
@@ -35,6 +35,7 @@ def create_app(
         ),
         telemetry=telemetry,
         keys=token_keys.TokenKeys(clients.users, gateway.rpc_timeout_s),
+        purchases=purchase_stream.PurchaseStream(clients.sales),
     )
 
     @contextlib.asynccontextmanager
@@ -43,6 +44,7 @@ def create_app(
             yield
         finally:
             context.stopping.set()
+            await context.purchases.close()
             await clients.close()
 
     app = fastapi.FastAPI(

@@ -14,7 +14,7 @@ from fastapi import security
 from flashsale.common import errors as domain_errors
 from flashsale.common.settings import Settings
 from flashsale.gateway import clients as gateway_clients
-from flashsale.gateway import errors, http_metrics, ratelimit, token_keys
+from flashsale.gateway import errors, http_metrics, purchase_stream, ratelimit, token_keys
 from flashsale.gateway.settings import GatewaySettings
 from flashsale_api.v1 import user_pb2
 
@@ -40,6 +40,7 @@ class Context:
     limiter: ratelimit.TokenBucketLimiter
     telemetry: http_metrics.HttpMetrics
     keys: token_keys.TokenKeys
+    purchases: purchase_stream.PurchaseStream
     stopping: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     @property

@@ -102,16 +102,25 @@ def trailing_field(exc: grpc.aio.AioRpcError) -> str | None:
 
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> ApiError:
     """The API error of a failed gRPC call; unmapped codes become a 500 that reveals nothing internal."""
-    code = exc.code()
+    return _of_status(exc.code(), exc.details() or "", trailing_field(exc))
+
+
+def from_status(code: str, message: str, field: str = "") -> ApiError:
+    """The API error of a status a backend answered in a message (a streamed purchase it refused), given by name."""
+    known = grpc.StatusCode.__members__.get(code, grpc.StatusCode.UNKNOWN)
+    return _of_status(known, message, field or None)
+
+
+def _of_status(code: grpc.StatusCode, details: str, field: str | None) -> ApiError:
     status = http_status(code)
     if status == 500:
-        log.error("backend call failed", extra={"grpc_code": code_name(code), "details": exc.details()})
+        log.error("backend call failed", extra={"grpc_code": code_name(code), "details": details})
         return ApiError(500, code_name(code), "internal error")
     if code in _GENERIC_MESSAGE:
-        log.warning("backend call failed", extra={"grpc_code": code_name(code), "details": exc.details()})
+        log.warning("backend call failed", extra={"grpc_code": code_name(code), "details": details})
         return ApiError(status, code_name(code), _GENERIC_MESSAGE[code])
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return ApiError(status, code_name(code), exc.details() or code_name(code).lower(), trailing_field(exc), headers)
+    return ApiError(status, code_name(code), details or code_name(code).lower(), field, headers)
 
 
 def validation_error(errors: Sequence[Any]) -> ApiError:

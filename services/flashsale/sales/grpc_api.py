@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from flashsale.common import errors, limits, timeutil, validation
-from flashsale.sales import domain, messages, service
+from flashsale.sales import domain, messages, purchase_stream, service
 from flashsale_api.v1 import sales_pb2, sales_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -78,9 +78,7 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
 
     async def Purchase(self, request: sales_pb2.PurchaseRequest, context: Context) -> sales_pb2.PurchaseDecision:
         """Submit a purchase request; wait up to wait_ms for its decision."""
-        wanted = domain.validate_purchase(request.sale_id, request.user_id, request.quantity, request.request_id)
-        wait_ms = validation.integer(request.wait_ms, "wait_ms", low=0, high=MAX_WAIT_MS)
-        return messages.decision(await self._sales.purchase(wanted, wait_ms))
+        return await self._decide(request)
 
     async def PurchaseBatch(
         self, request: sales_pb2.PurchaseBatchRequest, context: Context
@@ -97,6 +95,17 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         async for batch in request_iterator:
             taken += await self._sales.purchase_batch(_batch(batch))
         return sales_pb2.PurchaseBatchResponse(submitted=taken)
+
+    def DecidePurchases(
+        self, request_iterator: AsyncIterator[sales_pb2.PurchaseBatchRequest], context: Context
+    ) -> AsyncIterator[sales_pb2.PurchaseAnswers]:
+        """Decide a stream of purchase batches, answering each request as its decision is made."""
+        return purchase_stream.answers(request_iterator, self._decide)
+
+    async def _decide(self, request: sales_pb2.PurchaseRequest) -> sales_pb2.PurchaseDecision:
+        wanted = domain.validate_purchase(request.sale_id, request.user_id, request.quantity, request.request_id)
+        wait_ms = validation.integer(request.wait_ms, "wait_ms", low=0, high=MAX_WAIT_MS)
+        return messages.decision(await self._sales.purchase(wanted, wait_ms))
 
     async def GetPurchase(self, request: sales_pb2.GetPurchaseRequest, context: Context) -> sales_pb2.PurchaseDecision:
         """The decision recorded for a request id (PENDING while undecided)."""

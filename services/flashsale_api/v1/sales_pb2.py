@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66lashsale_api/v1/sales.proto\x12\x0c\x66lashsale.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n\x04Sale\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\r\n\x05stock\x18\x04 \x01(\x03\x12\x16\n\x0eper_user_limit\x18\x05 \x01(\x05\x12-\n\tstarts_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tremaining\x18\x08 \x01(\x03\"\xbf\x01\n\x11\x43reateSaleRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x13\n\x0bprice_cents\x18\x02 \x01(\x03\x12\r\n\x05stock\x18\x03 \x01(\x03\x12\x16\n\x0eper_user_limit\x18\x04 \x01(\x05\x12-\n\tstarts_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetSaleRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\"&\n\x10ListSalesRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"6\n\x11ListSalesResponse\x12!\n\x05sales\x18\x01 \x03(\x0b\x32\x12.flashsale.v1.Sale\"j\n\x0fPurchaseRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0f\n\x07wait_ms\x18\x05 \x01(\x05\"a\n\x0ePurchaseRecord\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\x12\n\nquantities\x18\x03 \x03(\x05\x12\x14\n\x0ctraceparents\x18\x04 \x03(\t\"G\n\x14PurchaseBatchRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.flashsale.v1.PurchaseRequest\"*\n\x15PurchaseBatchResponse\x12\x11\n\tsubmitted\x18\x01 \x01(\x03\"3\n\x11UpdateSaleRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\r\n\x05stock\x18\x02 \x01(\x03\"J\n\x12PrepareSaleRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\x05\x12\x0f\n\x07reserve\x18\x03 \x01(\x03\"E\n\x0ePartitionStock\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\"\x8e\x01\n\x0eSalePartitions\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x30\n\npartitions\x18\x03 \x03(\x0b\x32\x1c.flashsale.v1.PartitionStock\x12\x0f\n\x07reserve\x18\x04 \x01(\x03\x12\x19\n\x11reserve_remaining\x18\x05 \x01(\x03\"\xd2\x01\n\x10PurchaseDecision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12.\n\x07outcome\x18\x05 \x01(\x0e\x32\x1d.flashsale.v1.PurchaseOutcome\x12\x16\n\x0ereservation_id\x18\x06 \x01(\t\x12.\n\ndecided_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x12GetPurchaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"&\n\x13GetSaleStatsRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\"\xff\x01\n\tSaleStats\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x10\n\x08released\x18\x04 \x01(\x03\x12\x11\n\tremaining\x18\x05 \x01(\x03\x12\x19\n\x11\x61\x63\x63\x65pted_requests\x18\x06 \x01(\x03\x12\x19\n\x11rejected_requests\x18\x07 \x01(\x03\x12\x18\n\x10requests_pending\x18\x08 \x01(\x03\x12\x19\n\x11reserve_remaining\x18\t \x01(\x03\x12\x30\n\npartitions\x18\n \x03(\x0b\x32\x1c.flashsale.v1.PartitionStats\"\x84\x01\n\x0ePartitionStats\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12\x0f\n\x07\x64\x65\x63ided\x18\x04 \x01(\x03\x12\x18\n\x10\x63ommitted_offset\x18\x05 \x01(\x03\x12\x12\n\nend_offset\x18\x06 \x01(\x03*\xf2\x01\n\x0fPurchaseOutcome\x12 \n\x1cPURCHASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19PURCHASE_OUTCOME_ACCEPTED\x10\x01\x12\x1d\n\x19PURCHASE_OUTCOME_SOLD_OUT\x10\x02\x12#\n\x1fPURCHASE_OUTCOME_LIMIT_EXCEEDED\x10\x03\x12 \n\x1cPURCHASE_OUTCOME_NOT_STARTED\x10\x04\x12\x1a\n\x16PURCHASE_OUTCOME_ENDED\x10\x05\x12\x1c\n\x18PURCHASE_OUTCOME_PENDING\x10\x06\x32\xe2\x06\n\x0cSalesService\x12\x41\n\nCreateSale\x12\x1f.flashsale.v1.CreateSaleRequest\x1a\x12.flashsale.v1.Sale\x12;\n\x07GetSale\x12\x1c.flashsale.v1.GetSaleRequest\x1a\x12.flashsale.v1.Sale\x12L\n\tListSales\x12\x1e.flashsale.v1.ListSalesRequest\x1a\x1f.flashsale.v1.ListSalesResponse\x12M\n\x0bPrepareSale\x12 .flashsale.v1.PrepareSaleRequest\x1a\x1c.flashsale.v1.SalePartitions\x12\x41\n\nUpdateSale\x12\x1f.flashsale.v1.UpdateSaleRequest\x1a\x12.flashsale.v1.Sale\x12I\n\x08Purchase\x12\x1d.flashsale.v1.PurchaseRequest\x1a\x1e.flashsale.v1.PurchaseDecision\x12X\n\rPurchaseBatch\x12\".flashsale.v1.PurchaseBatchRequest\x1a#.flashsale.v1.PurchaseBatchResponse\x12[\n\x0ePurchaseStream\x12\".flashsale.v1.PurchaseBatchRequest\x1a#.flashsale.v1.PurchaseBatchResponse(\x01\x12O\n\x0bGetPurchase\x12 .flashsale.v1.GetPurchaseRequest\x1a\x1e.flashsale.v1.PurchaseDecision\x12S\n\rWatchPurchase\x12 .flashsale.v1.GetPurchaseRequest\x1a\x1e.flashsale.v1.PurchaseDecision0\x01\x12J\n\x0cGetSaleStats\x12!.flashsale.v1.GetSaleStatsRequest\x1a\x17.flashsale.v1.SaleStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66lashsale_api/v1/sales.proto\x12\x0c\x66lashsale.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n\x04Sale\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x13\n\x0bprice_cents\x18\x03 \x01(\x03\x12\r\n\x05stock\x18\x04 \x01(\x03\x12\x16\n\x0eper_user_limit\x18\x05 \x01(\x05\x12-\n\tstarts_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tremaining\x18\x08 \x01(\x03\"\xbf\x01\n\x11\x43reateSaleRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x13\n\x0bprice_cents\x18\x02 \x01(\x03\x12\r\n\x05stock\x18\x03 \x01(\x03\x12\x16\n\x0eper_user_limit\x18\x04 \x01(\x05\x12-\n\tstarts_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetSaleRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\"&\n\x10ListSalesRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"6\n\x11ListSalesResponse\x12!\n\x05sales\x18\x01 \x03(\x0b\x32\x12.flashsale.v1.Sale\"\x7f\n\x0fPurchaseRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x0f\n\x07wait_ms\x18\x05 \x01(\x05\x12\x13\n\x0btraceparent\x18\x06 \x01(\t\"a\n\x0ePurchaseRecord\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\x12\n\nquantities\x18\x03 \x03(\x05\x12\x14\n\x0ctraceparents\x18\x04 \x03(\t\"G\n\x14PurchaseBatchRequest\x12/\n\x08requests\x18\x01 \x03(\x0b\x32\x1d.flashsale.v1.PurchaseRequest\"\x91\x01\n\x0ePurchaseAnswer\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x30\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1e.flashsale.v1.PurchaseDecision\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\x12\x13\n\x0b\x65rror_field\x18\x05 \x01(\t\"@\n\x0fPurchaseAnswers\x12-\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x1c.flashsale.v1.PurchaseAnswer\"*\n\x15PurchaseBatchResponse\x12\x11\n\tsubmitted\x18\x01 \x01(\x03\"3\n\x11UpdateSaleRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\r\n\x05stock\x18\x02 \x01(\x03\"J\n\x12PrepareSaleRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x01(\x05\x12\x0f\n\x07reserve\x18\x03 \x01(\x03\"E\n\x0ePartitionStock\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\"\x8e\x01\n\x0eSalePartitions\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x30\n\npartitions\x18\x03 \x03(\x0b\x32\x1c.flashsale.v1.PartitionStock\x12\x0f\n\x07reserve\x18\x04 \x01(\x03\x12\x19\n\x11reserve_remaining\x18\x05 \x01(\x03\"\xd2\x01\n\x10PurchaseDecision\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07sale_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12.\n\x07outcome\x18\x05 \x01(\x0e\x32\x1d.flashsale.v1.PurchaseOutcome\x12\x16\n\x0ereservation_id\x18\x06 \x01(\t\x12.\n\ndecided_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x12GetPurchaseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"&\n\x13GetSaleStatsRequest\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\"\xff\x01\n\tSaleStats\x12\x0f\n\x07sale_id\x18\x01 \x01(\t\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x10\n\x08released\x18\x04 \x01(\x03\x12\x11\n\tremaining\x18\x05 \x01(\x03\x12\x19\n\x11\x61\x63\x63\x65pted_requests\x18\x06 \x01(\x03\x12\x19\n\x11rejected_requests\x18\x07 \x01(\x03\x12\x18\n\x10requests_pending\x18\x08 \x01(\x03\x12\x19\n\x11reserve_remaining\x18\t \x01(\x03\x12\x30\n\npartitions\x18\n \x03(\x0b\x32\x1c.flashsale.v1.PartitionStats\"\x84\x01\n\x0ePartitionStats\x12\x11\n\tpartition\x18\x01 \x01(\x05\x12\r\n\x05stock\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12\x0f\n\x07\x64\x65\x63ided\x18\x04 \x01(\x03\x12\x18\n\x10\x63ommitted_offset\x18\x05 \x01(\x03\x12\x12\n\nend_offset\x18\x06 \x01(\x03*\xf2\x01\n\x0fPurchaseOutcome\x12 \n\x1cPURCHASE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n\x19PURCHASE_OUTCOME_ACCEPTED\x10\x01\x12\x1d\n\x19PURCHASE_OUTCOME_SOLD_OUT\x10\x02\x12#\n\x1fPURCHASE_OUTCOME_LIMIT_EXCEEDED\x10\x03\x12 \n\x1cPURCHASE_OUTCOME_NOT_STARTED\x10\x04\x12\x1a\n\x16PURCHASE_OUTCOME_ENDED\x10\x05\x12\x1c\n\x18PURCHASE_OUTCOME_PENDING\x10\x06\x32\xbc\x07\n\x0cSalesService\x12\x41\n\nCreateSale\x12\x1f.flashsale.v1.CreateSaleRequest\x1a\x12.flashsale.v1.Sale\x12;\n\x07GetSale\x12\x1c.flashsale.v1.GetSaleRequest\x1a\x12.flashsale.v1.Sale\x12L\n\tListSales\x12\x1e.flashsale.v1.ListSalesRequest\x1a\x1f.flashsale.v1.ListSalesResponse\x12M\n\x0bPrepareSale\x12 .flashsale.v1.PrepareSaleRequest\x1a\x1c.flashsale.v1.SalePartitions\x12\x41\n\nUpdateSale\x12\x1f.flashsale.v1.UpdateSaleRequest\x1a\x12.flashsale.v1.Sale\x12I\n\x08Purchase\x12\x1d.flashsale.v1.PurchaseRequest\x1a\x1e.flashsale.v1.PurchaseDecision\x12X\n\rPurchaseBatch\x12\".flashsale.v1.PurchaseBatchRequest\x1a#.flashsale.v1.PurchaseBatchResponse\x12[\n\x0ePurchaseStream\x12\".flashsale.v1.PurchaseBatchRequest\x1a#.flashsale.v1.PurchaseBatchResponse(\x01\x12X\n\x0f\x44\x65\x63idePurchases\x12\".flashsale.v1.PurchaseBatchRequest\x1a\x1d.flashsale.v1.PurchaseAnswers(\x01\x30\x01\x12O\n\x0bGetPurchase\x12 .flashsale.v1.GetPurchaseRequest\x1a\x1e.flashsale.v1.PurchaseDecision\x12S\n\rWatchPurchase\x12 .flashsale.v1.GetPurchaseRequest\x1a\x1e.flashsale.v1.PurchaseDecision0\x01\x12J\n\x0cGetSaleStats\x12!.flashsale.v1.GetSaleStatsRequest\x1a\x17.flashsale.v1.SaleStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flashsale_api.v1.sales_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PURCHASEOUTCOME']._serialized_start=1979
-  _globals['_PURCHASEOUTCOME']._serialized_end=2221
+  _globals['_PURCHASEOUTCOME']._serialized_start=2214
+  _globals['_PURCHASEOUTCOME']._serialized_end=2456
   _globals['_SALE']._serialized_start=80
   _globals['_SALE']._serialized_end=294
   _globals['_CREATESALEREQUEST']._serialized_start=297
@@ -45,31 +45,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSALESRESPONSE']._serialized_start=565
   _globals['_LISTSALESRESPONSE']._serialized_end=619
   _globals['_PURCHASEREQUEST']._serialized_start=621
-  _globals['_PURCHASEREQUEST']._serialized_end=727
-  _globals['_PURCHASERECORD']._serialized_start=729
-  _globals['_PURCHASERECORD']._serialized_end=826
-  _globals['_PURCHASEBATCHREQUEST']._serialized_start=828
-  _globals['_PURCHASEBATCHREQUEST']._serialized_end=899
-  _globals['_PURCHASEBATCHRESPONSE']._serialized_start=901
-  _globals['_PURCHASEBATCHRESPONSE']._serialized_end=943
-  _globals['_UPDATESALEREQUEST']._serialized_start=945
-  _globals['_UPDATESALEREQUEST']._serialized_end=996
-  _globals['_PREPARESALEREQUEST']._serialized_start=998
-  _globals['_PREPARESALEREQUEST']._serialized_end=1072
-  _globals['_PARTITIONSTOCK']._serialized_start=1074
-  _globals['_PARTITIONSTOCK']._serialized_end=1143
-  _globals['_SALEPARTITIONS']._serialized_start=1146
-  _globals['_SALEPARTITIONS']._serialized_end=1288
-  _globals['_PURCHASEDECISION']._serialized_start=1291
-  _globals['_PURCHASEDECISION']._serialized_end=1501
-  _globals['_GETPURCHASEREQUEST']._serialized_start=1503
-  _globals['_GETPURCHASEREQUEST']._serialized_end=1543
-  _globals['_GETSALESTATSREQUEST']._serialized_start=1545
-  _globals['_GETSALESTATSREQUEST']._serialized_end=1583
-  _globals['_SALESTATS']._serialized_start=1586
-  _globals['_SALESTATS']._serialized_end=1841
-  _globals['_PARTITIONSTATS']._serialized_start=1844
-  _globals['_PARTITIONSTATS']._serialized_end=1976
-  _globals['_SALESSERVICE']._serialized_start=2224
-  _globals['_SALESSERVICE']._serialized_end=3090
+  _globals['_PURCHASEREQUEST']._serialized_end=748
+  _globals['_PURCHASERECORD']._serialized_start=750
+  _globals['_PURCHASERECORD']._serialized_end=847
+  _globals['_PURCHASEBATCHREQUEST']._serialized_start=849
+  _globals['_PURCHASEBATCHREQUEST']._serialized_end=920
+  _globals['_PURCHASEANSWER']._serialized_start=923
+  _globals['_PURCHASEANSWER']._serialized_end=1068
+  _globals['_PURCHASEANSWERS']._serialized_start=1070
+  _globals['_PURCHASEANSWERS']._serialized_end=1134
+  _globals['_PURCHASEBATCHRESPONSE']._serialized_start=1136
+  _globals['_PURCHASEBATCHRESPONSE']._serialized_end=1178
+  _globals['_UPDATESALEREQUEST']._serialized_start=1180
+  _globals['_UPDATESALEREQUEST']._serialized_end=1231
+  _globals['_PREPARESALEREQUEST']._serialized_start=1233
+  _globals['_PREPARESALEREQUEST']._serialized_end=1307
+  _globals['_PARTITIONSTOCK']._serialized_start=1309
+  _globals['_PARTITIONSTOCK']._serialized_end=1378
+  _globals['_SALEPARTITIONS']._serialized_start=1381
+  _globals['_SALEPARTITIONS']._serialized_end=1523
+  _globals['_PURCHASEDECISION']._serialized_start=1526
+  _globals['_PURCHASEDECISION']._serialized_end=1736
+  _globals['_GETPURCHASEREQUEST']._serialized_start=1738
+  _globals['_GETPURCHASEREQUEST']._serialized_end=1778
+  _globals['_GETSALESTATSREQUEST']._serialized_start=1780
+  _globals['_GETSALESTATSREQUEST']._serialized_end=1818
+  _globals['_SALESTATS']._serialized_start=1821
+  _globals['_SALESTATS']._serialized_end=2076
+  _globals['_PARTITIONSTATS']._serialized_start=2079
+  _globals['_PARTITIONSTATS']._serialized_end=2211
+  _globals['_SALESSERVICE']._serialized_start=2459
+  _globals['_SALESSERVICE']._serialized_end=3415
 # @@protoc_insertion_point(module_scope)

@@ -193,6 +193,7 @@ class PurchaseRequest(_message.Message):
     QUANTITY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     WAIT_MS_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     sale_id: _builtins.str
     user_id: _builtins.str
     quantity: _builtins.int
@@ -200,6 +201,8 @@ class PurchaseRequest(_message.Message):
     """client-chosen idempotency key (1..64 chars of [A-Za-z0-9_-])"""
     wait_ms: _builtins.int
     """0: return at once; else wait up to this long (max 30000) for the decision"""
+    traceparent: _builtins.str
+    """DecidePurchases: the purchase's W3C trace context ("" when traces are off)"""
     def __init__(
         self,
         *,
@@ -208,10 +211,11 @@ class PurchaseRequest(_message.Message):
         quantity: _builtins.int = ...,
         request_id: _builtins.str = ...,
         wait_ms: _builtins.int = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "request_id", b"request_id", "sale_id", b"sale_id", "user_id", b"user_id", "wait_ms", b"wait_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "request_id", b"request_id", "sale_id", b"sale_id", "traceparent", b"traceparent", "user_id", b"user_id", "wait_ms", b"wait_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -263,7 +267,7 @@ class PurchaseBatchRequest(_message.Message):
     REQUESTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurchaseRequest]:
-        """1..10000; wait_ms is ignored"""
+        """1..10000; wait_ms is ignored (but by DecidePurchases)"""
 
     def __init__(
         self,
@@ -277,6 +281,63 @@ class PurchaseBatchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurchaseBatchRequest: _TypeAlias = PurchaseBatchRequest  # noqa: Y015
+
+@_typing.final
+class PurchaseAnswer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """the request's position in the stream, counted from 0"""
+    error_code: _builtins.str
+    """when refused: the gRPC status name (INVALID_ARGUMENT, NOT_FOUND, ...)"""
+    error_message: _builtins.str
+    error_field: _builtins.str
+    """the field at fault, if one is"""
+    @_builtins.property
+    def decision(self) -> Global___PurchaseDecision:
+        """unless refused"""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        decision: Global___PurchaseDecision | None = ...,
+        error_code: _builtins.str = ...,
+        error_message: _builtins.str = ...,
+        error_field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "error_code", b"error_code", "error_field", b"error_field", "error_message", b"error_message", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurchaseAnswer: _TypeAlias = PurchaseAnswer  # noqa: Y015
+
+@_typing.final
+class PurchaseAnswers(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def answers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PurchaseAnswer]: ...
+    def __init__(
+        self,
+        *,
+        answers: _abc.Iterable[Global___PurchaseAnswer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurchaseAnswers: _TypeAlias = PurchaseAnswers  # noqa: Y015
 
 @_typing.final
 class PurchaseBatchResponse(_message.Message):

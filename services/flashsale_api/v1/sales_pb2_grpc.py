@@ -74,6 +74,11 @@ class SalesServiceStub:
                 request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
                 response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.FromString,
                 _registered_method=True)
+        self.DecidePurchases = channel.stream_stream(
+                '/flashsale.v1.SalesService/DecidePurchases',
+                request_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
+                response_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseAnswers.FromString,
+                _registered_method=True)
         self.GetPurchase = channel.unary_unary(
                 '/flashsale.v1.SalesService/GetPurchase',
                 request_serializer=flashsale__api_dot_v1_dot_sales__pb2.GetPurchaseRequest.SerializeToString,
@@ -151,6 +156,15 @@ class SalesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DecidePurchases(self, request_iterator, context):
+        """DecidePurchases carries a gateway's purchases over one long-lived stream: batches of requests in, each
+        decided like a Purchase (waiting up to its wait_ms), answers out as the decisions are made, each naming the
+        request's position in the stream; a bad request is answered with its error, the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPurchase(self, request, context):
         """GetPurchase returns the decision recorded for a request id (outcome PENDING while undecided).
         """
@@ -213,6 +227,11 @@ def add_SalesServiceServicer_to_server(servicer, server):
                     servicer.PurchaseStream,
                     request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.FromString,
                     response_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.SerializeToString,
+            ),
+            'DecidePurchases': grpc.stream_stream_rpc_method_handler(
+                    servicer.DecidePurchases,
+                    request_deserializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.FromString,
+                    response_serializer=flashsale__api_dot_v1_dot_sales__pb2.PurchaseAnswers.SerializeToString,
             ),
             'GetPurchase': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPurchase,
@@ -446,6 +465,33 @@ class SalesService:
             '/flashsale.v1.SalesService/PurchaseStream',
             flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
             flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecidePurchases(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/flashsale.v1.SalesService/DecidePurchases',
+            flashsale__api_dot_v1_dot_sales__pb2.PurchaseBatchRequest.SerializeToString,
+            flashsale__api_dot_v1_dot_sales__pb2.PurchaseAnswers.FromString,
             options,
             channel_credentials,
             insecure,

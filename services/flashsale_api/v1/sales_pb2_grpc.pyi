@@ -51,6 +51,11 @@ class SalesServiceStub:
     """PurchaseBatch submits many requests in one call; each is decided like a Purchase without waiting."""
     PurchaseStream: _grpc.StreamUnaryMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseBatchResponse]
     """PurchaseStream submits batches over one client stream (ingress for gateways and load generators)."""
+    DecidePurchases: _grpc.StreamStreamMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseAnswers]
+    """DecidePurchases carries a gateway's purchases over one long-lived stream: batches of requests in, each
+    decided like a Purchase (waiting up to its wait_ms), answers out as the decisions are made, each naming the
+    request's position in the stream; a bad request is answered with its error, the stream goes on.
+    """
     GetPurchase: _grpc.UnaryUnaryMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]
     """GetPurchase returns the decision recorded for a request id (outcome PENDING while undecided)."""
     WatchPurchase: _grpc.UnaryStreamMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]
@@ -80,6 +85,11 @@ class SalesServiceAsyncStub(SalesServiceStub):
     """PurchaseBatch submits many requests in one call; each is decided like a Purchase without waiting."""
     PurchaseStream: _aio.StreamUnaryMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseBatchResponse]  # type: ignore[assignment]
     """PurchaseStream submits batches over one client stream (ingress for gateways and load generators)."""
+    DecidePurchases: _aio.StreamStreamMultiCallable[_sales_pb2.PurchaseBatchRequest, _sales_pb2.PurchaseAnswers]  # type: ignore[assignment]
+    """DecidePurchases carries a gateway's purchases over one long-lived stream: batches of requests in, each
+    decided like a Purchase (waiting up to its wait_ms), answers out as the decisions are made, each naming the
+    request's position in the stream; a bad request is answered with its error, the stream goes on.
+    """
     GetPurchase: _aio.UnaryUnaryMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]  # type: ignore[assignment]
     """GetPurchase returns the decision recorded for a request id (outcome PENDING while undecided)."""
     WatchPurchase: _aio.UnaryStreamMultiCallable[_sales_pb2.GetPurchaseRequest, _sales_pb2.PurchaseDecision]  # type: ignore[assignment]
@@ -154,6 +164,17 @@ class SalesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sales_pb2.PurchaseBatchResponse, _abc.Awaitable[_sales_pb2.PurchaseBatchResponse]]:
         """PurchaseStream submits batches over one client stream (ingress for gateways and load generators)."""
+
+    @_abc_1.abstractmethod
+    def DecidePurchases(
+        self,
+        request_iterator: _MaybeAsyncIterator[_sales_pb2.PurchaseBatchRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sales_pb2.PurchaseAnswers], _abc.AsyncIterator[_sales_pb2.PurchaseAnswers]]:
+        """DecidePurchases carries a gateway's purchases over one long-lived stream: batches of requests in, each
+        decided like a Purchase (waiting up to its wait_ms), answers out as the decisions are made, each naming the
+        request's position in the stream; a bad request is answered with its error, the stream goes on.
+        """
 
     @_abc_1.abstractmethod
     def GetPurchase(

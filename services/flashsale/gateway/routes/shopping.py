@@ -8,6 +8,7 @@ from typing import Annotated
 import fastapi
 from fastapi import responses
 
+from flashsale.common import tracing
 from flashsale.gateway import deps, errors, mappers, schemas
 from flashsale_api.v1 import order_pb2, sales_pb2
 
@@ -50,10 +51,10 @@ def router() -> fastapi.APIRouter:
             quantity=body.quantity,
             request_id=body.request_id or uuid.uuid4().hex,
             wait_ms=int(ctx.gateway.purchase_wait_s * 1000),
+            traceparent=tracing.traceparent(),
         )
-        decision = mappers.decision(
-            await ctx.clients.sales.Purchase(rpc, timeout=ctx.gateway.purchase_wait_s + ctx.gateway.purchase_timeout_s)
-        )
+        timeout_s = ctx.gateway.purchase_wait_s + ctx.gateway.purchase_timeout_s
+        decision = mappers.decision(await ctx.purchases.purchase(rpc, timeout_s))
         status = _DECISION_STATUS.get(decision.outcome, 409)
         return responses.JSONResponse(decision.model_dump(mode="json"), status_code=status)
 
