@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flashsale_tools.bench import front_door
+from pathlib import Path
+
+from flashsale_tools.bench import front_door, profiles
 
 
 def _a(sent_ms: float, outcome: str) -> front_door.Answered:
@@ -18,3 +20,16 @@ def test_a_sold_out_request_sent_more_than_the_window_before_an_accepted_one_is_
 def test_other_rejections_and_a_sale_with_no_acceptance_count_nothing() -> None:
     assert front_door.inversions([_a(0, "LIMIT_EXCEEDED"), _a(500, "ACCEPTED")]) == 0
     assert front_door.inversions([_a(0, "SOLD_OUT"), _a(500, "SOLD_OUT")]) == 0
+
+
+def test_a_profile_summary_ranks_the_functions_on_top_of_the_stacks(tmp_path: Path) -> None:
+    collapsed = tmp_path / "gateway.collapsed"
+    collapsed.write_text(
+        "main (a.py:1);serve (a.py:9);parse (b.py:3) 30\n"
+        "main (a.py:1);serve (a.py:9);verify (c.py:7) 50\n"
+        "main (a.py:1);verify (c.py:7) 20\n"
+    )
+    assert profiles.top_functions(collapsed) == [("verify (c.py:7)", 70.0), ("parse (b.py:3)", 30.0)]
+    text = profiles.summary({"gateway": collapsed}, {"gateway": 812.4})
+    head = ["gateway: 812 µs CPU per decision (gateway.collapsed)", "   70.0%  verify (c.py:7)"]
+    assert text.splitlines()[:2] == head

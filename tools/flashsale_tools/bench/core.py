@@ -85,8 +85,10 @@ class BenchEnv:
         work_dir: Path,
         postgres: postgres_server.PostgresServer | None = None,
         kafka: kafka_broker.KafkaBroker | None = None,
+        profile_dir: Path | None = None,
     ) -> None:
         self.work_dir = work_dir
+        self.profile_dir = profile_dir  # where modes that profile their processes write what they saw
         self._postgres = postgres
         self._kafka = kafka
         self._stack = contextlib.ExitStack()

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from flashsale_tools.bench import bare_http_server, child_server, core, wrk_client
+from flashsale_tools.bench import bare_http_server, child_server, core, profiles, wrk_client
 from flashsale_tools.platform import mailcatcher, shoppers
 
 IN_FLIGHT = (64, 400)
@@ -206,11 +206,26 @@ async def run_gateway(workload: core.Workload, env: core.BenchEnv) -> core.ModeR
             data_dir=Path(data), extra_env=(("FLASHSALE_LOG_LEVEL", "WARNING"), *unlimited)
         )
         with supervisor.LocalPlatform(options) as platform:
-            return await _measure_gateway(platform.gateway_url, platform.admin_key, platform.mail, platform.pids())
+            pids = platform.pids()
+            return await _measure_gateway(platform.gateway_url, platform.admin_key, platform.mail, pids, env)
+
+
+async def profile(
+    url: str, path: str, tokens: Sequence[str], pids: Mapping[str, int], folder: Path
+) -> tuple[ClosedLoop, Path]:
+    """One more closed loop at IN_FLIGHT[0], every Python process of the platform sampled by py-spy meanwhile (not
+    the measured run: sampling costs the processes some CPU); the summary file."""
+    python = {name: pid for name, pid in pids.items() if name != "kafka"}
+    loop, recorded = await asyncio.gather(
+        closed_loop(url, path, tokens, IN_FLIGHT[0], pids), profiles.record(python, WARMUP_S + CLOSED_S, folder)
+    )
+    written = folder / "summary.txt"
+    written.write_text(profiles.summary(recorded, loop.cpu_us))
+    return loop, written
 
 
 async def _measure_gateway(
-    url: str, admin_key: str, inbox: mailcatcher.Inbox, pids: Mapping[str, int]
+    url: str, admin_key: str, inbox: mailcatcher.Inbox, pids: Mapping[str, int], env: core.BenchEnv
 ) -> core.ModeResult:
     async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
         names = [f"bench-{n:05d}" for n in range(SHOPPERS)]
@@ -218,6 +233,10 @@ async def _measure_gateway(
         tokens = [crowd[name].access_token for name in names]
         big = await _make_sale(client, admin_key, 10_000_000, 1_000, 8)
         loops = [await closed_loop(url, f"/v1/sales/{big}/purchases", tokens, k, pids) for k in IN_FLIGHT]
+        profiled: dict[str, object] = {}
+        if env.profile_dir is not None:
+            _, written = await profile(url, f"/v1/sales/{big}/purchases", tokens, pids, env.profile_dir / "gateway")
+            profiled["profile"] = str(written)
         steady = await _make_sale(client, admin_key, 10_000_000, 1_000, 8)
         steps = [round(n * 1000 / OPEN_RATE) for n in range(round(OPEN_RATE * OPEN_S))]
         paced = await open_loop(url, lambda n: _shape(steady, tokens[n % SHOPPERS], n), steps)
@@ -243,4 +262,5 @@ async def _measure_gateway(
         crowd_accepted=accepted,
         crowd_sold_out=sum(1 for a in clicks if a.outcome == "SOLD_OUT"),
         crowd_undecided=sum(1 for a in clicks if a.status not in DECIDED),
+        **profiled,
     )

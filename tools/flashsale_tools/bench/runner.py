@@ -120,6 +120,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default="", help="comma-separated mode letters to run (default: all registered)")
     parser.add_argument("--report", default="reports/bench.json")
     parser.add_argument("--work-dir", default="", help="folder for the servers' data (default: a temporary one)")
+    parser.add_argument(
+        "--profile-dir",
+        default="",
+        help="(h) also sample every process of the purchase path with py-spy in one more closed loop; the "
+        "collapsed stacks and a summary of where each process's CPU went are written here",
+    )
 
 
 def workload_of(args: argparse.Namespace) -> core.Workload:
@@ -146,9 +152,13 @@ def selected(only: str) -> list[core.Mode]:
 
 
 async def _measure(
-    workload: core.Workload, modes: Sequence[core.Mode], work_dir: str, con: rich_console.Console
+    workload: core.Workload, modes: Sequence[core.Mode], args: argparse.Namespace, con: rich_console.Console
 ) -> tuple[dict[str, core.ModeResult], dict[str, str]]:
-    with tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp, core.BenchEnv(Path(work_dir or tmp)) as env:
+    profile_dir = Path(args.profile_dir) if args.profile_dir else None
+    with (
+        tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
+        core.BenchEnv(Path(args.work_dir or tmp), profile_dir=profile_dir) as env,
+    ):
         return await run_modes(workload, env, modes, con)
 
 
@@ -164,7 +174,7 @@ def run_cli(args: argparse.Namespace) -> int:
     except ValueError as exc:
         con.print(f"[red]bad argument[/red]: {exc}")
         return 2
-    results, failures = asyncio.run(_measure(workload, modes, args.work_dir, con))
+    results, failures = asyncio.run(_measure(workload, modes, args, con))
     render(con, workload, results, failures, {mode.letter for mode in registry.MODES})
     path = Path(args.report)
     path.parent.mkdir(parents=True, exist_ok=True)
