@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,7 +16,8 @@ TOP = 8
 
 
 def _binary() -> str:
-    found = shutil.which("py-spy")
+    beside = Path(sys.executable).parent / "py-spy"  # the virtual environment's, whether or not it is on PATH
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
     if found is None:
         raise core.BenchError("py-spy is not installed (it is a dev dependency: make install)")
     return found
