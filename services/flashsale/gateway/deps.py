@@ -87,7 +87,11 @@ class Context:
         return Caller(user_id=reply.user_id, email=reply.email, verified=reply.verified)
 
 
-def get_context(request: fastapi.Request) -> Context:
+# The dependencies are coroutines: FastAPI runs a plain `def` dependency in its thread pool, two thread hops per
+# request on the purchase path.
+
+
+async def get_context(request: fastapi.Request) -> Context:
     """The gateway context of the app serving this request."""
     return cast(Context, request.app.state.context)
 
@@ -102,7 +106,7 @@ admin_scheme = security.APIKeyHeader(
 )
 
 
-def bearer_token(
+async def bearer_token(
     credentials: Annotated[security.HTTPAuthorizationCredentials | None, fastapi.Depends(bearer_scheme)],
 ) -> str:
     """The bearer token of the request, or 401 when there is none (checked before the body, no RPC)."""
@@ -120,12 +124,12 @@ def client_key(request: fastapi.Request) -> str:
     return f"ip:{host}"
 
 
-def limit_by_ip(request: fastapi.Request, ctx: Ctx) -> None:
+async def limit_by_ip(request: fastapi.Request, ctx: Ctx) -> None:
     """Charge the client address's bucket (anonymous endpoints)."""
     ctx.charge(client_key(request))
 
 
-def require_admin(
+async def require_admin(
     request: fastapi.Request, ctx: Ctx, key: Annotated[str | None, fastapi.Depends(admin_scheme)]
 ) -> None:
     """Refuse unless X-Admin-Key equals the configured admin key (401 missing, 403 wrong)."""
