@@ -233,7 +233,12 @@ async def _measure_gateway(
         tokens = [crowd[name].access_token for name in names]
         big = await _make_sale(client, admin_key, 10_000_000, 1_000, 8)
         loops = [await closed_loop(url, f"/v1/sales/{big}/purchases", tokens, k, pids) for k in IN_FLIGHT]
-        profiled: dict[str, object] = {}
+        gone = await _make_sale(client, admin_key, 1, 1, 8)  # sold out at once: no orders, no e-mails behind it
+        sold_out = await closed_loop(url, f"/v1/sales/{gone}/purchases", tokens, IN_FLIGHT[0], pids)
+        profiled: dict[str, object] = {
+            f"sold_out_per_s_{IN_FLIGHT[0]}": round(sold_out.per_s, 1),
+            f"sold_out_cpu_us_per_decision_{IN_FLIGHT[0]}": dict(sold_out.cpu_us),
+        }
         if env.profile_dir is not None:
             _, written = await profile(url, f"/v1/sales/{big}/purchases", tokens, pids, env.profile_dir / "gateway")
             profiled["profile"] = str(written)
@@ -245,7 +250,7 @@ async def _measure_gateway(
         times = sorted(round(rng.uniform(0, CROWD_S * 1000)) for _ in range(CROWD))
         clicks = await open_loop(url, lambda n: _shape(contested, tokens[n % SHOPPERS], n), times)
         oversold = 0
-        for sale_id in (big, steady, contested):
+        for sale_id in (big, gone, steady, contested):
             stock, reserved = await _sold(client, sale_id)
             oversold += max(0, reserved - stock)
     decided = [a.latency_ms for a in paced if a.status in DECIDED]
