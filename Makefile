@@ -7,7 +7,7 @@ SCRIPTS := scripts/repeat_tests.py scripts/bench_against.py
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up test check lint typecheck unit integration e2e faults operator observability charts-check \
+.PHONY: help install tools demo up test check lint typecheck unit integration e2e faults operator observability charts-check \
 	faults-repeat \
 	bench loadtest proto proto-check envtest-up envtest-down clean
 
@@ -23,8 +23,13 @@ demo: install ## run the platform and a demo sale, print a report (reports/demo.
 up: install ## run Kafka, every service and the gateway on :8080 until Ctrl-C
 	$(PY) -m flashsale_tools.cli up
 
-test: install lint typecheck proto-check ## everything: lint, types, import contracts, proto drift, every test
+test: install tools lint typecheck proto-check ## everything: lint, types, import contracts, proto drift, every test
 	$(PYTEST)
+
+tools: install ## build the heavy test tools once, cached by version under ~/.cache/flashsale (kube-apiserver and etcd, Helm and the chart tools, Prometheus and Jaeger), before any test's timeout runs
+	scripts/envtest.sh build
+	scripts/charts.sh build
+	scripts/observability.sh build
 
 check: install lint typecheck unit ## the quick loop: lint, types, import contracts, unit tests
 
@@ -49,13 +54,13 @@ e2e: install ## the whole platform as processes (demo, shopper journey, load tes
 faults: install ## a worker killed, the broker and PostgreSQL restarted, replays, workers joining and leaving
 	$(PYTEST) -m faults
 
-operator: install ## the operator against a real kube-apiserver and etcd (built once, cached)
+operator: install tools ## the operator against a real kube-apiserver and etcd (built once, cached)
 	$(PYTEST) -m operator
 
-observability: install ## metrics, dashboards, alerts and traces on real Prometheus, promtool and Jaeger (built once)
+observability: install tools ## metrics, dashboards, alerts and traces on real Prometheus, promtool and Jaeger (built once)
 	$(PYTEST) -m observability
 
-charts-check: install ## the Helm charts: lint, render, Restricted Pod Security, schema refusals (Helm built once)
+charts-check: install tools ## the Helm charts: lint, render, Restricted Pod Security, schema refusals (Helm built once)
 	$(PYTEST) -m charts
 
 N ?= 20
