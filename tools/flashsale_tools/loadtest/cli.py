@@ -181,12 +181,14 @@ def _running_gateway(
 ) -> tuple[runner.Outcome, str, runner.SaleTerms]:
     settings = _checker_settings()
     admin_key = os.environ.get("FLASHSALE_ADMIN_API_KEY", "")
-    if args.sale:  # a sale that is missing or over is said before onboarding; its limit is the one planned for
-        spec = dataclasses.replace(spec, limit=gateway.existing_sale(args.gateway_url, args.sale).terms.limit)
-    elif not admin_key:
-        raise settings_module.ConfigError("FLASHSALE_ADMIN_API_KEY: must be set to make the sale (the gateway's key)")
     with contextlib.ExitStack() as stack:
-        inbox = _inbox(args, stack)
+        inbox = _inbox(args, stack)  # a missing Maildir or a taken address is said first
+        if args.sale:  # a sale that is missing or over is said before onboarding; its limit is the one planned for
+            spec = dataclasses.replace(spec, limit=gateway.existing_sale(args.gateway_url, args.sale).terms.limit)
+        elif not admin_key:
+            raise settings_module.ConfigError(
+                "FLASHSALE_ADMIN_API_KEY: must be set to make the sale (the gateway's key)"
+            )
         shop = gateway.GatewayTarget(args.gateway_url, admin_key, inbox, settings, args.wait_orders, args.sale)
         outcome, loaded = gateway.run(shop, terms, spec, con, **options)
     return outcome, f"running gateway at {args.gateway_url}", loaded
