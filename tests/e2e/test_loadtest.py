@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,29 +47,28 @@ def test_loadtest_sells_exactly_the_stock_without_violations(tmp_path: Path) -> 
 
 
 def _loadtest(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Run `flashsale loadtest`; one that hangs is stopped before the test's own timeout, with what it printed and
-    the tail of its platform's broker log (a rare hang before the services start was seen twice in CI)."""
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "flashsale_tools.loadtest", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        data = Path(args[args.index("--data-dir") + 1]) if "--data-dir" in args else None
-        broker = data / "kafka" / "broker.log" if data else None
-        seen = {
-            "stdout": exc.stdout[-3000:] if isinstance(exc.stdout, str) else exc.stdout,
-            "stderr": exc.stderr[-3000:] if isinstance(exc.stderr, str) else exc.stderr,
-            "logs": sorted(p.name for p in (data / "logs").glob("*")) if data and (data / "logs").exists() else [],
-            "broker": broker.read_text()[-2000:] if broker and broker.exists() else "",
-        }
-        if data is not None:  # its broker and services run in sessions of their own: stop them too
-            subprocess.run(["pkill", "-f", str(data)], check=False)
-        pytest.fail(f"flashsale loadtest ran over {timeout:.0f}s: {seen}")
+    """Run `flashsale loadtest`; one that hangs is stopped before the test's own timeout with SIGABRT, so that its
+    stacks (faulthandler) are in the failure with what it printed, its platform's logs and the broker log's tail
+    (a rare hang before the services start was seen twice in CI)."""
+    argv = [sys.executable, "-m", "flashsale_tools.loadtest", *args]
+    dumping = {**(env or os.environ), "PYTHONFAULTHANDLER": "1"}
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dumping) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            data = Path(args[args.index("--data-dir") + 1]) if "--data-dir" in args else None
+            if data is not None:  # its broker and services run in sessions of their own: stop them too
+                subprocess.run(["pkill", "-KILL", "-f", str(data)], check=False)
+            broker = data / "kafka" / "broker.log" if data else None
+            logs = sorted(p.name for p in (data / "logs").glob("*")) if data and (data / "logs").exists() else []
+            tail = broker.read_text()[-2000:] if broker and broker.exists() else ""
+            pytest.fail(
+                f"flashsale loadtest ran over {timeout:.0f}s\nstdout: {out[-3000:]}\nstderr (stacks): {err[-6000:]}"
+                f"\nplatform logs: {logs}\nbroker log tail: {tail}"
+            )
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def _assert_clean(report: dict[str, object], stock: int) -> None:
