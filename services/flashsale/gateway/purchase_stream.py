@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class _Stream:
-    """One open DecidePurchases call, its writer and reader."""
+    """One open DecidePurchases call: the batches it sends (from its outbox) and the task reading its answers."""
 
     def __init__(self, sales: sales_pb2_grpc.SalesServiceAsyncStub) -> None:
         self.next_index = 0
