@@ -1,10 +1,14 @@
-"""The front-door benchmark's pure figures: fairness inversions across every partition."""
+"""The front-door benchmark's pure figures: fairness inversions across every partition, vegeta's targets and results."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
-from flashsale_tools.bench import front_door, profiles
+import pytest
+
+from flashsale_tools.bench import front_door, profiles, vegeta_client
 
 
 def _a(sent_ms: float, outcome: str) -> front_door.Answered:
@@ -33,3 +37,29 @@ def test_a_profile_summary_ranks_the_functions_on_top_of_the_stacks(tmp_path: Pa
     text = profiles.summary({"gateway": collapsed}, {"gateway": 812.4})
     head = ["gateway: 812 µs CPU per decision (gateway.collapsed)", "   70.0%  verify (c.py:7)"]
     assert text.splitlines()[:2] == head
+
+
+def test_vegeta_targets_carry_each_purchases_own_body_and_token() -> None:
+    lines = vegeta_client.targets("http://gw", [("/v1/p", {"request_id": "r1"}, {"Authorization": "Bearer a"})])
+    target = json.loads(lines)
+    assert target["url"] == "http://gw/v1/p"
+    assert json.loads(base64.b64decode(target["body"])) == {"request_id": "r1"}
+    assert target["header"] == {"Authorization": ["Bearer a"], "Content-Type": ["application/json"]}
+
+
+def test_vegeta_results_become_answers_in_send_order_with_their_outcome() -> None:
+    def line(stamp: str, code: int, body: bytes) -> str:
+        encoded = base64.b64encode(body).decode()
+        return json.dumps({"timestamp": stamp, "code": code, "latency": 2_500_000, "body": encoded})
+
+    answers = vegeta_client.parse(
+        [
+            line("2026-12-02T10:00:00.250000001Z", 409, b'{"outcome":"SOLD_OUT"}'),
+            line("2026-12-02T10:00:00.1234567+00:00", 201, b'{"outcome":"ACCEPTED"}'),
+            line("2026-12-02T10:00:01Z", 0, b""),
+            "",
+        ]
+    )
+    assert [(a.status, a.outcome) for a in answers] == [(201, "ACCEPTED"), (409, "SOLD_OUT"), (0, "")]
+    assert answers[1].sent_ms - answers[0].sent_ms == pytest.approx(126.5433, abs=1e-3)
+    assert answers[0].latency_ms == 2.5

@@ -1,6 +1,7 @@
 """The closed loops of (h) and (i) driven by wrk (C, keep-alive connections, one per request in flight), so the client
 costs little of the machine both servers share with it: purchase POSTs of the gateway's shape, each with its own
-request id and the next shopper's bearer token, every answer's status counted."""
+request id (under a prefix new to every run: LuaJIT's unseeded random gave every run the same ids, so later runs
+were answered as retries of earlier ones) and the next shopper's bearer token, every answer's status counted."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +28,7 @@ end
 function init(args)
   path = args[1]
   for line in io.lines(args[2]) do tokens[#tokens + 1] = line end
-  prefix = args[3] .. tostring(math.random(1, 1000000000))
+  prefix = args[3]
 end
 
 function request()
@@ -89,7 +91,7 @@ async def run(url: str, path: str, tokens: Sequence[str], connections: int, seco
         token_file.write_text("\n".join(tokens) + "\n")
         proc = await asyncio.create_subprocess_exec(
             binary(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "-s", str(script),
-            url, "--", path, str(token_file), f"c{connections}",
+            url, "--", path, str(token_file), f"w{uuid.uuid4().hex[:12]}",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await proc.communicate()
