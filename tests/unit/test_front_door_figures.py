@@ -50,16 +50,22 @@ def test_vegeta_targets_carry_each_purchases_own_body_and_token() -> None:
 def test_vegeta_results_become_answers_in_send_order_with_their_outcome() -> None:
     def line(stamp: str, code: int, body: bytes) -> str:
         encoded = base64.b64encode(body).decode()
-        return json.dumps({"timestamp": stamp, "code": code, "latency": 2_500_000, "body": encoded})
+        return json.dumps({"timestamp": stamp, "code": code, "latency": 2_500_000, "body": encoded, "url": "http://gw"})
 
     answers = vegeta_client.parse(
         [
             line("2026-12-02T10:00:00.250000001Z", 409, b'{"outcome":"SOLD_OUT"}'),
             line("2026-12-02T10:00:00.1234567+00:00", 201, b'{"outcome":"ACCEPTED"}'),
             line("2026-12-02T10:00:01Z", 0, b""),
+            '{"timestamp": "2026-12-02T10:00:02Z", "code": 0, "latency": 0, "url": "", "error": "no targets"}',
             "",
         ]
     )
     assert [(a.status, a.outcome) for a in answers] == [(201, "ACCEPTED"), (409, "SOLD_OUT"), (0, "")]
     assert answers[1].sent_ms - answers[0].sent_ms == pytest.approx(126.5433, abs=1e-3)
     assert answers[0].latency_ms == 2.5
+
+
+def test_the_rate_sent_is_measured_from_the_first_send_to_the_last() -> None:
+    assert front_door.sent_per_s([_a(0, "SOLD_OUT"), _a(500, "SOLD_OUT"), _a(1000, "ACCEPTED")]) == 2.0
+    assert front_door.sent_per_s([_a(0, "SOLD_OUT")]) is None

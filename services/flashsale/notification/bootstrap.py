@@ -35,6 +35,11 @@ def build(settings: settings_mod.Settings) -> grpc_server.GrpcService:
         group=f"{GROUP}-live-{uuid.uuid4().hex}",
         offset_reset="latest",
     )
+
+    async def close_mail() -> None:
+        await asyncio.to_thread(email.close)
+
+    rt.server.on_shutdown(close_mail)  # after the consumers, which send
     servicer = grpc_api.NotificationServicer(notifications)
     rt.server.register(lambda server: notification_pb2_grpc.add_NotificationServiceServicer_to_server(servicer, server))
     return rt.server

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import logging
 import smtplib
+import threading
 import time
 import typing
 from collections.abc import Callable
@@ -23,13 +25,17 @@ class DeliveryError(Exception):
 
 
 class EmailSender:
-    """Sends plain-text e-mail through an SMTP server (plain SMTP, no TLS: a local relay)."""
+    """Sends plain-text e-mail through an SMTP server (plain SMTP, no TLS: a local relay) over one session kept open
+    between messages (a connect and greeting per message cost more than the message); a session the server closed
+    meanwhile is replaced at once, without counting as a failed attempt. Thread-safe."""
 
     def __init__(self, host: str, port: int, sender: str, timeout_s: float = 10.0) -> None:
         self._host = host
         self._port = port
         self._sender = sender
         self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._session: smtplib.SMTP | None = None
 
     def send(self, to: str, subject: str, body: str) -> None:
         """Send one message, raising DeliveryError when the server cannot be reached or refuses it."""
@@ -38,11 +44,36 @@ class EmailSender:
         message["To"] = to
         message["Subject"] = subject
         message.set_content(body)
-        try:
-            with smtplib.SMTP(self._host, self._port, timeout=self._timeout_s) as smtp:
-                smtp.send_message(message)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"smtp {self._host}:{self._port}: {exc!r}") from exc
+        with self._lock:
+            try:
+                self._send(message)
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                raise DeliveryError(f"smtp {self._host}:{self._port}: {exc!r}") from exc
+
+    def _send(self, message: email.message.EmailMessage) -> None:
+        if self._session is not None:
+            try:
+                self._session.send_message(message)
+                return
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                self._drop()  # the server closed the kept session (idle timeout, restart): a new one, once
+        self._session = smtplib.SMTP(self._host, self._port, timeout=self._timeout_s)
+        self._session.send_message(message)
+
+    def _drop(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                session.close()
+
+    def close(self) -> None:
+        """End the kept session (QUIT), if any."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                session.quit()
 
 
 class SmsSender:

@@ -97,6 +97,7 @@ def build(settings: Settings, products: catalog.ProductCatalog | None = None) ->
         decision_feed.handler(waiters),
         group=f"{CONSUMER_GROUP}-waiters-{uuid.uuid4().hex}",
         offset_reset="latest",
+        batch_wait_ms=0,  # purchases wait on it
     )
     return rt.server
 

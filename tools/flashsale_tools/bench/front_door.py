@@ -84,6 +84,14 @@ async def open_loop(url: str, target: Target, count: int, rate_per_s: float) -> 
     return await vegeta_client.attack(url, [target(n) for n in range(count)], rate_per_s)
 
 
+def sent_per_s(answers: Sequence[Answered]) -> float | None:
+    """The rate the client actually sent at (it falls behind the schedule when the machine is saturated)."""
+    if len(answers) < 2:
+        return None
+    span_s = (max(a.sent_ms for a in answers) - min(a.sent_ms for a in answers)) / 1000
+    return round((len(answers) - 1) / span_s, 1) if span_s > 0 else None
+
+
 def inversions(answers: Sequence[Answered], window_ms: float = INVERSION_MS) -> int:
     """SOLD_OUT answers whose request was sent more than `window_ms` before an accepted one was."""
     accepted = [a.sent_ms for a in answers if a.outcome == "ACCEPTED"]
@@ -228,8 +236,10 @@ async def _measure_gateway(
         loops,
         oversold,
         p99_ms_at_1000=None if p99 is None else round(p99, 1),
+        sent_per_s_at_1000=sent_per_s(paced),
         undecided_at_1000=len(paced) - len(decided),
         fairness_inversions=inversions(clicks),
+        crowd_sent_per_s=sent_per_s(clicks),
         crowd_accepted=accepted,
         crowd_sold_out=sum(1 for a in clicks if a.outcome == "SOLD_OUT"),
         crowd_undecided=sum(1 for a in clicks if a.status not in DECIDED),
