@@ -3,7 +3,6 @@ session the server dropped replaced at once, an unreachable server refused as a 
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from aiosmtpd import controller as smtp_controller
 
 from flashsale.notification import delivery
+from flashsale_tools.platform import cache
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +38,9 @@ class Counting:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def port() -> int:
-    return _free_port()
+    return cache.free_port()  # below the ephemeral range: nobody's outgoing connection takes it between servers
 
 
 @pytest.fixture
