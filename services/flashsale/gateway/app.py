@@ -53,6 +53,10 @@ def create_app(
         description="REST/JSON entry point of the Flashsale platform. Errors are "
         '{"error": {"code": "<gRPC status name>", "message": "...", "field": "<name, when one is at fault>"}}.',
         lifespan=lifespan,
+        # Traces come from OpenTelemetry's FastAPI instrumentation (common.tracing) and HTTP metrics from
+        # http_metrics: FastAPI's own telemetry would make a second server span per request and looks up the
+        # global providers (an os.environ read each while unconfigured) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.context = context
     errors.install(app)
