@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +73,16 @@ def test_vegeta_results_become_answers_in_send_order_with_their_outcome() -> Non
 def test_the_rate_sent_is_measured_from_the_first_send_to_the_last() -> None:
     assert front_door.sent_per_s([_a(0, "SOLD_OUT"), _a(500, "SOLD_OUT"), _a(1000, "ACCEPTED")]) == 2.0
     assert front_door.sent_per_s([_a(0, "SOLD_OUT")]) is None
+
+
+def test_idle_cpu_tells_a_spinning_process_from_a_sleeping_one() -> None:
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    sleeping = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)  # both past their start-up
+        idle = asyncio.run(front_door.idle_cpu({"spinning": spinning.pid, "sleeping": sleeping.pid}, seconds=1.0))
+    finally:
+        for child in (spinning, sleeping):
+            child.kill()
+            child.wait()
+    assert idle["sleeping"] < 5 < idle["spinning"] <= 105, idle

@@ -4,7 +4,8 @@ request→decision p99 at 1,000 purchases/s offered (open loop, vegeta, a 2,000-
 served at the click (a crowd of 3,000 purchases over 2 s, evenly paced: SOLD_OUT requests sent more than 100 ms
 before an accepted one, across every partition), and a closed loop on a sold-out sale (decisions with no order or
 e-mail behind them).
-Every closed loop of (h) reports the CPU each process of the platform spent per decision."""
+Every closed loop of (h) reports the CPU each process of the platform spent per decision, and (h) the CPU each spends
+idle (what a closed loop's per-decision figure holds besides the decisions: polls, heartbeats, the broker's upkeep)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ SHOPPERS = 2_000
 INVERSION_MS = 100
 DECIDED = (201, 409)
 MOST_UNDECIDED = 0.05  # a closed loop with more answers than this that are not decisions is refused
+IDLE_S = 5.0  # seconds the platform's idle CPU is read over, nothing sent (after onboarding settled)
 
 
 Answered = vegeta_client.Answer
@@ -59,6 +61,15 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (every thread), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle_cpu(pids: Mapping[str, int], seconds: float = IDLE_S) -> dict[str, float]:
+    """The CPU each process in `pids` uses while nothing is sent, in % of one core over `seconds`."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    began = time.monotonic()
+    await asyncio.sleep(seconds)
+    took = time.monotonic() - began
+    return {name: round((cpu_seconds(pid) - before[name]) / took * 100, 1) for name, pid in pids.items()}
 
 
 async def closed_loop(
@@ -207,12 +218,15 @@ async def _measure_gateway(
         names = [f"bench-{n:05d}" for n in range(SHOPPERS)]
         crowd = await shoppers.onboard_crowd(client, inbox, names)
         tokens = [crowd[name].access_token for name in names]
+        await asyncio.sleep(IDLE_S)  # the onboarding's e-mails and events settle
+        idle = await idle_cpu(pids)
         # first (no backlog of orders and e-mails yet), a sale sold out at once: decisions with nothing behind them
         gone = await _make_sale(client, admin_key, 1, 1, 8)
         sold_out = await closed_loop(url, f"/v1/sales/{gone}/purchases", tokens, IN_FLIGHT[0], pids)
         big = await _make_sale(client, admin_key, 10_000_000, 1_000, 8)
         loops = [await closed_loop(url, f"/v1/sales/{big}/purchases", tokens, k, pids) for k in IN_FLIGHT]
         profiled: dict[str, object] = {
+            "idle_cpu_pct": idle,
             f"sold_out_per_s_{IN_FLIGHT[0]}": round(sold_out.per_s, 1),
             f"sold_out_cpu_us_per_decision_{IN_FLIGHT[0]}": dict(sold_out.cpu_us),
         }
