@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flashsale_tools.bench import front_door, profiles, vegeta_client
+from flashsale_tools.bench import front_door, profiles, runner, vegeta_client
 
 
 def _a(sent_ms: float, outcome: str) -> front_door.Answered:
@@ -86,3 +86,11 @@ def test_idle_cpu_tells_a_spinning_process_from_a_sleeping_one() -> None:
             child.kill()
             child.wait()
     assert idle["sleeping"] < 5 < idle["spinning"] <= 105, idle
+
+
+def test_platform_settings_for_the_bench_are_flashsale_pairs() -> None:
+    pairs = ["FLASHSALE_KAFKA_EVENT_BATCH_WAIT_MS=0", "FLASHSALE_LOG_LEVEL=INFO"]
+    assert runner.platform_env(pairs) == (("FLASHSALE_KAFKA_EVENT_BATCH_WAIT_MS", "0"), ("FLASHSALE_LOG_LEVEL", "INFO"))
+    for bad in ("FLASHSALE_LOG_LEVEL", "PATH=/bin"):
+        with pytest.raises(ValueError, match="--platform-env"):
+            runner.platform_env([bad])

@@ -19,3 +19,11 @@ def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_secret_names_the_variable() -> None:
     with pytest.raises(settings.ConfigError, match="FLASHSALE_JWT_SECRET"):
         settings.require_secret(settings.Settings().jwt_secret, "jwt_secret")
+
+
+def test_the_event_batch_wait_is_a_setting_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLASHSALE_KAFKA_EVENT_BATCH_WAIT_MS", "0")
+    assert settings.load_settings().kafka_event_batch_wait_ms == 0
+    monkeypatch.setenv("FLASHSALE_KAFKA_EVENT_BATCH_WAIT_MS", "5000")
+    with pytest.raises(settings.ConfigError, match="FLASHSALE_KAFKA_EVENT_BATCH_WAIT_MS"):
+        settings.load_settings()

@@ -26,7 +26,6 @@ from flashsale.common import (
 from flashsale.common.settings import Settings
 
 log = logging.getLogger(__name__)
-EVENT_BATCH_WAIT_MS = 50  # how long an event may wait at the broker to travel with others to its consumer
 
 
 @dataclasses.dataclass
@@ -58,13 +57,14 @@ class ServiceRuntime:
         handler: kafka.Handler,
         group: str | None = None,
         offset_reset: str = "earliest",
-        batch_wait_ms: int = EVENT_BATCH_WAIT_MS,
+        batch_wait_ms: int | None = None,
     ) -> None:
         """Consume topics with a handler (run in a consumer thread) for the life of the process.
 
         The group defaults to one per service; a per-instance group with offset_reset="latest"
         suits live fan-out (every replica sees every event from now on). Events travel in batches, each waiting
-        up to `batch_wait_ms` at the broker; 0 for a consumer someone waits on (every record fetched at once).
+        up to `batch_wait_ms` at the broker (default: the kafka_event_batch_wait_ms setting); 0 for a consumer someone
+        waits on (every record fetched at once).
         """
         consumer = kafka.EventConsumer(
             self.settings.kafka_bootstrap,
@@ -75,7 +75,7 @@ class ServiceRuntime:
             offset_reset=offset_reset,
             counted=self.counted,
             security=self.kafka_security,
-            batch_wait_ms=batch_wait_ms,
+            batch_wait_ms=self.settings.kafka_event_batch_wait_ms if batch_wait_ms is None else batch_wait_ms,
         )
 
         async def stop() -> None:

@@ -26,6 +26,13 @@ class Settings(pydantic_settings.BaseSettings):
     log_format: Literal["json", "text"] = pydantic.Field("json", description="Structured JSON or plain text logs.")
     kafka_bootstrap: str = pydantic.Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_partitions: int = pydantic.Field(8, ge=1, le=256, description="Partitions of topics the services create.")
+    kafka_event_batch_wait_ms: int = pydantic.Field(
+        50,
+        ge=0,
+        le=1000,
+        description="How long an event may wait at the broker to travel with others to its consumer (orders, "
+        "e-mails, catalog); 0: each fetched at once. Purchases' decisions are always fetched at once.",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = pydantic.Field(
         "PLAINTEXT", description="How the Kafka clients connect: SASL_SSL for a Strimzi KafkaUser on the TLS listener."
     )

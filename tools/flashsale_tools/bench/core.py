@@ -86,9 +86,11 @@ class BenchEnv:
         postgres: postgres_server.PostgresServer | None = None,
         kafka: kafka_broker.KafkaBroker | None = None,
         profile_dir: Path | None = None,
+        platform_env: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.work_dir = work_dir
         self.profile_dir = profile_dir  # where modes that profile their processes write what they saw
+        self.platform_env = platform_env  # settings of the platform a mode starts (FLASHSALE_* name, value)
         self._postgres = postgres
         self._kafka = kafka
         self._stack = contextlib.ExitStack()

@@ -190,7 +190,7 @@ async def run_gateway(workload: core.Workload, env: core.BenchEnv) -> core.ModeR
     unlimited = (("FLASHSALE_GATEWAY_RATE_LIMIT_PER_S", "1000000"), ("FLASHSALE_GATEWAY_RATE_BURST", "1000000"))
     with tempfile.TemporaryDirectory(prefix="front-door-", dir=env.work_dir) as data:
         options = supervisor.PlatformOptions(
-            data_dir=Path(data), extra_env=(("FLASHSALE_LOG_LEVEL", "WARNING"), *unlimited)
+            data_dir=Path(data), extra_env=(("FLASHSALE_LOG_LEVEL", "WARNING"), *unlimited, *env.platform_env)
         )
         with supervisor.LocalPlatform(options) as platform:
             pids = platform.pids()

@@ -126,6 +126,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="(h) also sample every process of the purchase path with py-spy in one more closed loop; the "
         "collapsed stacks and a summary of where each process's CPU went are written here",
     )
+    parser.add_argument(
+        "--platform-env",
+        action="append",
+        default=[],
+        metavar="FLASHSALE_NAME=VALUE",
+        help="(h) a setting of the platform it starts (repeatable), e.g. "
+        "FLASHSALE_KAFKA_EVENT_BATCH_WAIT_MS=0 for an A/B",
+    )
 
 
 def workload_of(args: argparse.Namespace) -> core.Workload:
@@ -140,6 +148,17 @@ def workload_of(args: argparse.Namespace) -> core.Workload:
         in_flight=args.in_flight,
         redis_ceiling_requests=args.redis_ceiling_requests,
     )
+
+
+def platform_env(pairs: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """--platform-env's FLASHSALE_NAME=VALUE pairs (ValueError naming the bad one)."""
+    parsed = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("FLASHSALE_"):
+            raise ValueError(f"--platform-env: {pair!r} is not FLASHSALE_NAME=VALUE")
+        parsed.append((name, value))
+    return tuple(parsed)
 
 
 def selected(only: str) -> list[core.Mode]:
@@ -157,7 +176,9 @@ async def _measure(
     profile_dir = Path(args.profile_dir) if args.profile_dir else None
     with (
         tempfile.TemporaryDirectory(prefix="flashsale-bench-") as tmp,
-        core.BenchEnv(Path(args.work_dir or tmp), profile_dir=profile_dir) as env,
+        core.BenchEnv(
+            Path(args.work_dir or tmp), profile_dir=profile_dir, platform_env=platform_env(args.platform_env)
+        ) as env,
     ):
         return await run_modes(workload, env, modes, con)
 
@@ -171,6 +192,7 @@ def run_cli(args: argparse.Namespace) -> int:
     try:
         workload = workload_of(args)
         modes = selected(args.only)
+        platform_env(args.platform_env)
     except ValueError as exc:
         con.print(f"[red]bad argument[/red]: {exc}")
         return 2
