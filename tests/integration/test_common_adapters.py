@@ -171,6 +171,56 @@ def test_consumer_retries_temporary_failures_without_skipping(kafka: kafka_broke
     assert calls == ["once", "once", "once"]
 
 
+def test_a_consumer_stopped_mid_batch_leaves_exactly_the_unhandled_records_to_its_group(
+    kafka: kafka_broker.KafkaBroker,
+) -> None:
+    """Offsets are stored per fetched batch, past each partition's last handled record: a member stopped in the
+    middle of a batch (records of several partitions) leaves its group exactly the records it did not handle."""
+    topic = f"t.batch.{uuid.uuid4().hex[:8]}"
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    pub = _producer(kafka)
+    keys = [f"k{i}" for i in range(40)]
+    for key in keys:  # auto-created with the broker's 8 partitions: the keys spread over them
+        env = _envelope(key)
+        pub.publish_sync(topic, env.key, env.SerializeToString())
+    first: list[str] = []
+    in_hand, release = threading.Event(), threading.Event()
+
+    def slow_at_ten(env: events_pb2.EventEnvelope) -> None:
+        first.append(env.key)
+        if len(first) == 10:
+            in_hand.set()
+            release.wait(30)
+
+    consumer = kafka_io.EventConsumer(kafka.bootstrap_servers, group, [topic], slow_at_ten, pub)
+    consumer.start()
+    assert in_hand.wait(30), "the first member never reached its tenth record"
+    stopping = threading.Thread(target=consumer.stop)
+    stopping.start()  # the stop lands while the tenth record is in hand
+    time.sleep(0.5)
+    release.set()
+    stopping.join(30)
+    assert len(first) == 10  # the record in hand finished; none after it was handled
+
+    second: list[str] = []
+    rest = threading.Event()
+
+    def record(env: events_pb2.EventEnvelope) -> None:
+        second.append(env.key)
+        if len(second) >= len(keys) - 10:
+            rest.set()
+
+    successor = kafka_io.EventConsumer(kafka.bootstrap_servers, group, [topic], record, pub)
+    successor.start()
+    try:
+        assert rest.wait(30), f"the successor handled {len(second)} of the {len(keys) - 10} left"
+        time.sleep(1.0)  # nothing handled by the first member may come again
+    finally:
+        successor.stop()
+        pub.close()
+    assert sorted(second) == sorted(set(keys) - set(first))
+
+
 def _start_together(settings: Settings, schema: str, processes: int) -> list[BaseException]:
     """`processes` threads open and migrate one schema at the same moment; what they raised."""
     gate = threading.Barrier(processes)

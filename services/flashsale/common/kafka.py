@@ -32,6 +32,7 @@ from flashsale_api.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
+FETCH_MAX = 500  # records a consumer takes from its buffer per loop turn (one offset store per turn)
 BATCH_BYTES = 65_536  # what a batched consumer's fetch waits for at the broker (or its wait), whichever comes first
 
 Handler = Callable[[events_pb2.EventEnvelope], None]
@@ -296,23 +297,48 @@ class EventConsumer:
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
-                msg = self._consumer.poll(0.2)
-                if msg is None:
-                    continue
-                failure = msg.error()
-                if failure is not None:
-                    if failure.code() != confluent_kafka.KafkaError._PARTITION_EOF:
-                        log.warning("consumer error", extra={"error": str(failure)})
-                    continue
-                if self._counted is not None:
-                    self._counted.consumed(self._group, msg.topic() or "")
-                if self._process(msg):
-                    self._consumer.store_offsets(message=msg)
+                done = self._handle_all(self._fetch(0.2))
+                if done:
+                    self._store(done)
         except Exception:
             log.exception("consumer loop crashed", extra={"group": self._group})
             raise
         finally:
             self._consumer.close()
+
+    def _fetch(self, timeout: float) -> list[confluent_kafka.Message]:
+        """Up to FETCH_MAX records: waits at most `timeout` for the first one, then takes what is buffered."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(num_messages=FETCH_MAX - 1, timeout=0)]
+
+    def _store(self, offsets: list[confluent_kafka.TopicPartition]) -> None:
+        try:
+            self._consumer.store_offsets(offsets=offsets)
+        except confluent_kafka.KafkaException as exc:
+            if exc.args[0].code() != confluent_kafka.KafkaError._STATE:
+                raise
+            # revoked while the batch was handled: the partitions' new owner reads those records again
+            log.info("offsets not stored: partitions revoked", extra={"group": self._group})
+
+    def _handle_all(self, batch: Sequence[confluent_kafka.Message]) -> list[confluent_kafka.TopicPartition]:
+        """Handle a fetched batch in order; the offsets to store: past the last record handled of each partition
+        (a stop in the middle leaves the rest unstored, to be read again)."""
+        handled: dict[tuple[str, int], int] = {}
+        for msg in batch:
+            failure = msg.error()
+            if failure is not None:
+                if failure.code() != confluent_kafka.KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(failure)})
+                continue
+            topic = msg.topic() or ""
+            if self._counted is not None:
+                self._counted.consumed(self._group, topic)
+            if not self._process(msg):
+                break
+            handled[(topic, msg.partition() or 0)] = (msg.offset() or 0) + 1
+        return [confluent_kafka.TopicPartition(t, p, offset) for (t, p), offset in handled.items()]
 
     def _process(self, msg: confluent_kafka.Message) -> bool:
         """Handle one message; True when its offset may be committed."""
