@@ -5,7 +5,7 @@
 # go_env COMMAND...: static binaries, the local toolchain only, modules resolved from go.mod.
 go_env() { env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=mod -buildvcs=false" "$@"; }
 
-# go_build_pinned DEST MODULE VERSION SIBLINGS SIBLING_VERSION LDFLAGS PACKAGE...
+# go_build_pinned DEST MODULE VERSION SIBLINGS SIBLING_VERSION LDFLAGS PACKAGE...   (GO_BUILD_TAGS: build tags)
 # Builds PACKAGEs of MODULE@VERSION into DEST through a throwaway tools module. A tools module does not inherit
 # its dependency's replace lines, so they are repeated:
 # - a replace by another module version (github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0), or of one
@@ -45,7 +45,7 @@ go_build_pinned() {
     go_env go mod tidy
     log "modules ready after $((SECONDS - started)) s; compiling"
     mkdir bin
-    go_env nice -n 19 go build -trimpath -ldflags "$ldflags" -o bin/ "$@"
+    go_env nice -n 19 go build -trimpath -tags "${GO_BUILD_TAGS:-}" -ldflags "$ldflags" -o bin/ "$@"
   )
   rm -rf "$dest" && mv "$src/bin" "$dest" && rm -rf "$src"
   log "built $module@$version in $((SECONDS - started)) s: $dest"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# A real single-node Kubernetes cluster on this machine, from parts its package registries carry: the envtest
+# control plane (etcd, kube-apiserver) plus kube-controller-manager, kube-scheduler, kubelet and kube-proxy built
+# from the same Kubernetes Go module, containerd 2.x from its Go module, Debian's runc, CNI plugins and buildah.
+#
+#   scripts/cluster.sh build   build and install every part, cached by version (idempotent)
+#
+# Binaries are cached under ~/.cache/flashsale (FLASHSALE_CACHE_DIR moves the cache): the node's Kubernetes
+# components in k8s/<version>/node-bin, containerd in containerd/<version>/bin. `up`, `down` and `env` come next
+# (issue 13); until then this builds the parts only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+K8S_VERSION="${K8S_VERSION:-v1.36.3}"  # the envtest control plane's version (scripts/envtest.sh)
+CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.3.7}"  # kubelet 1.36 needs containerd 2.0 or later; Debian has 1.6
+cache="${FLASHSALE_CACHE_DIR:-$HOME/.cache/flashsale}"
+node_bin="$cache/k8s/$K8S_VERSION/node-bin"
+containerd_bin="$cache/containerd/$CONTAINERD_VERSION/bin"
+NODE_COMPONENTS=(kubelet kube-proxy kube-scheduler kube-controller-manager)
+CONTAINERD_TOOLS=(containerd ctr containerd-shim-runc-v2)
+APT_PACKAGES=(runc containernetworking-plugins buildah iptables conntrack debootstrap)
+
+log() { echo "cluster: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# shellcheck source=lib/go_tools.sh
+source "$repo/scripts/lib/go_tools.sh"
+
+all_built() {  # dir name...
+  local dir=$1 name
+  shift
+  for name in "$@"; do [ -x "$dir/$name" ] || return 1; done
+}
+
+# build_node: the node's Kubernetes components from k8s.io/kubernetes, its staging modules at v0.Y.Z, versioned
+# like the envtest control plane's binaries.
+build_node() {
+  if all_built "$node_bin" "${NODE_COMPONENTS[@]}"; then
+    log "${NODE_COMPONENTS[*]} $K8S_VERSION cached in $node_bin"
+    return 0
+  fi
+  local minor=${K8S_VERSION#v1.} ldflags="-s -w" p pkgs=()
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=${minor%%.*}"
+    ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  for p in "${NODE_COMPONENTS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$p"); done
+  go_build_pinned "$node_bin" k8s.io/kubernetes "$K8S_VERSION" \
+    '^[[:space:]]*(k8s\.io/[^[:space:]]+) => \./staging/.*' "v0.$minor" "$ldflags" "${pkgs[@]}"
+}
+
+# build_containerd: containerd, ctr and the runc shim (no_btrfs: the btrfs snapshotter needs cgo headers).
+build_containerd() {
+  if all_built "$containerd_bin" "${CONTAINERD_TOOLS[@]}"; then
+    log "containerd $CONTAINERD_VERSION cached in $containerd_bin"
+    return 0
+  fi
+  local module=github.com/containerd/containerd/v2 ldflags="-s -w" pkgs=() t
+  ldflags+=" -X $module/version.Version=$CONTAINERD_VERSION -X $module/version.Package=$module"
+  for t in "${CONTAINERD_TOOLS[@]}"; do pkgs+=("$module/cmd/$t"); done
+  GO_BUILD_TAGS=no_btrfs go_build_pinned "$containerd_bin" "$module" "$CONTAINERD_VERSION" "" "" "$ldflags" "${pkgs[@]}"
+}
+
+# install_packages: Debian's runc, CNI plugins (bridge, host-local, loopback, portmap), buildah and what the node's
+# networking and the base image need, when missing.
+install_packages() {
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "${APT_PACKAGES[*]} installed"
+    return 0
+  fi
+  log "installing ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+  scripts/envtest.sh build
+  build_node
+  build_containerd
+  install_packages
+  "$node_bin/kubelet" --version
+  "$containerd_bin/containerd" --version
+}
+
+case "${1:-}" in
+  build) build ;;
+  *) die "usage: scripts/cluster.sh build" ;;
+esac
