@@ -19,7 +19,9 @@ node_bin="$cache/k8s/$K8S_VERSION/node-bin"
 containerd_bin="$cache/containerd/$CONTAINERD_VERSION/bin"
 NODE_COMPONENTS=(kubelet kube-proxy kube-scheduler kube-controller-manager)
 CONTAINERD_TOOLS=(containerd ctr containerd-shim-runc-v2)
-APT_PACKAGES=(runc containernetworking-plugins buildah iptables conntrack debootstrap)
+APT_PACKAGES=(runc containernetworking-plugins buildah iptables conntrack debootstrap gcc libc6-dev)
+images="$cache/cluster/images"
+SANDBOX_IMAGE=localhost/flashsale/pause:1  # what containerd.toml pins as the pod sandbox
 
 log() { echo "cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -79,11 +81,41 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# buildah_local ARGS...: Debian's buildah with its storage in the cache (vfs: no overlay mount needed), never
+# pulling (no registry is reachable here).
+buildah_local() {
+  buildah --root "$cache/cluster/buildah/root" --runroot "$cache/cluster/buildah/run" --storage-driver vfs "$@"
+}
+
+# build_sandbox_image: k8s/node/pause.c, linked statically, as the only file of an image built from scratch, saved
+# as an OCI archive named by the source's hash (rebuilt only when pause.c changes).
+build_sandbox_image() {
+  local digest archive work ctr
+  digest=$(sha256sum k8s/node/pause.c | cut -c1-12)
+  archive="$images/pause-$digest.tar"
+  if [ -f "$archive" ]; then
+    log "sandbox image $SANDBOX_IMAGE cached in $archive"
+    return 0
+  fi
+  mkdir -p "$images"
+  work=$(mktemp -d)
+  gcc -static -Os -Wall -Wextra -Werror -o "$work/pause" k8s/node/pause.c
+  ctr=$(buildah_local from scratch)
+  buildah_local copy "$ctr" "$work/pause" /pause >/dev/null
+  buildah_local config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
+  buildah_local commit -q --rm "$ctr" "$SANDBOX_IMAGE" >/dev/null
+  buildah_local push -q "$SANDBOX_IMAGE" "oci-archive:$archive.part:$SANDBOX_IMAGE"
+  mv "$archive.part" "$archive"
+  rm -rf "$work"
+  log "sandbox image $SANDBOX_IMAGE built: $archive ($(du -k "$archive" | cut -f1) KiB)"
+}
+
 build() {
   scripts/envtest.sh build
   build_node
   build_containerd
   install_packages
+  build_sandbox_image
   "$node_bin/kubelet" --version
   "$containerd_bin/containerd" --version
 }
