@@ -9,7 +9,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .DEFAULT_GOAL := help
 .PHONY: help install tools demo up test check lint typecheck unit integration e2e faults operator observability charts-check \
 	faults-repeat \
-	bench loadtest proto proto-check envtest-up envtest-down clean
+	bench loadtest proto proto-check envtest-up envtest-down cluster-up cluster-down cluster-e2e clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,8 +23,8 @@ demo: install ## run the platform and a demo sale, print a report (reports/demo.
 up: install ## run Kafka, every service and the gateway on :8080 until Ctrl-C
 	$(PY) -m flashsale_tools.cli up
 
-test: install tools lint typecheck proto-check ## everything: lint, types, import contracts, proto drift, every test
-	$(PYTEST)
+test: install tools lint typecheck proto-check ## everything: lint, types, import contracts, proto drift, every test but the local node's (make cluster-e2e)
+	$(PYTEST) -m "not cluster"
 
 tools: install ## build the heavy test tools once, cached by version under ~/.cache/flashsale (kube-apiserver and etcd, Helm and the chart tools, Prometheus and Jaeger), before any test's timeout runs
 	scripts/envtest.sh build
@@ -87,5 +87,16 @@ envtest-up: install ## a real kube-apiserver and etcd on loopback (prints the KU
 envtest-down: ## stop the envtest control plane
 	scripts/envtest.sh down
 
+cluster-up: install ## a real single-node Kubernetes cluster on this machine (root; builds its parts once; prints the KUBECONFIG)
+	scripts/cluster.sh up
+
+cluster-down: ## stop the local node and put back what it changed on the host
+	scripts/cluster.sh down
+
+cluster-e2e: install ## the local node up, its pods, DNS and logs, and down again (root; builds its parts once)
+	scripts/cluster.sh build
+	$(PYTEST) -m cluster
+
 clean: ## remove local data, reports and caches
+	scripts/cluster.sh down
 	rm -rf var reports .pytest_cache .mypy_cache .import_linter_cache

@@ -4,10 +4,13 @@
 # from the same Kubernetes Go module, containerd 2.x from its Go module, Debian's runc, CNI plugins and buildah.
 #
 #   scripts/cluster.sh build   build and install every part, cached by version (idempotent)
+#   scripts/cluster.sh up      start the node (builds what is missing), print KUBECONFIG=<path>
+#   scripts/cluster.sh down    stop it, put back what it changed on the host, remove the state folder
+#   scripts/cluster.sh env     print export lines for the running node
 #
 # Binaries are cached under ~/.cache/flashsale (FLASHSALE_CACHE_DIR moves the cache): the node's Kubernetes
-# components in k8s/<version>/node-bin, containerd in containerd/<version>/bin. `up`, `down` and `env` come next
-# (issue 13); until then this builds the parts only.
+# components in k8s/<version>/node-bin, containerd in containerd/<version>/bin, images in cluster/images. The state
+# folder is var/cluster unless CLUSTER_DIR says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -16,9 +19,15 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"  # the envtest control plane's version (sc
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.3.7}"  # kubelet 1.36 needs containerd 2.0 or later; Debian has 1.6
 cache="${FLASHSALE_CACHE_DIR:-$HOME/.cache/flashsale}"
 node_bin="$cache/k8s/$K8S_VERSION/node-bin"
+k8s_bin="$cache/k8s/$K8S_VERSION/bin" # kube-apiserver and kubectl, built by scripts/envtest.sh
+state="${CLUSTER_DIR:-var/cluster}"
+case "$state" in /*) ;; *) state="$repo/$state" ;; esac
 containerd_bin="$cache/containerd/$CONTAINERD_VERSION/bin"
 NODE_COMPONENTS=(kubelet kube-proxy kube-scheduler kube-controller-manager)
 CONTAINERD_TOOLS=(containerd ctr containerd-shim-runc-v2)
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
+coredns_bin="$cache/coredns/$COREDNS_VERSION/bin"
+COREDNS_IMAGE="localhost/flashsale/coredns:$COREDNS_VERSION"
 APT_PACKAGES=(runc containernetworking-plugins buildah iptables conntrack debootstrap gcc libc6-dev)
 images="$cache/cluster/images"
 SANDBOX_IMAGE=localhost/flashsale/pause:1  # what containerd.toml pins as the pod sandbox
@@ -28,6 +37,8 @@ die() { log "$*"; exit 1; }
 
 # shellcheck source=lib/go_tools.sh
 source "$repo/scripts/lib/go_tools.sh"
+# shellcheck source=lib/cluster_node.sh
+source "$repo/scripts/lib/cluster_node.sh"
 
 all_built() {  # dir name...
   local dir=$1 name
@@ -64,6 +75,15 @@ build_containerd() {
   GO_BUILD_TAGS=no_btrfs go_build_pinned "$containerd_bin" "$module" "$CONTAINERD_VERSION" "" "" "$ldflags" "${pkgs[@]}"
 }
 
+# build_coredns: the cluster's DNS from its Go module (the image is built from the binary by build_coredns_image).
+build_coredns() {
+  if all_built "$coredns_bin" coredns; then
+    log "coredns $COREDNS_VERSION cached in $coredns_bin"
+    return 0
+  fi
+  go_build_pinned "$coredns_bin" github.com/coredns/coredns "$COREDNS_VERSION" "" "" "-s -w" github.com/coredns/coredns
+}
+
 # install_packages: Debian's runc, CNI plugins (bridge, host-local, loopback, portmap), buildah and what the node's
 # networking and the base image need, when missing.
 install_packages() {
@@ -84,7 +104,12 @@ install_packages() {
 # buildah_local ARGS...: Debian's buildah with its storage in the cache (vfs: no overlay mount needed), never
 # pulling (no registry is reachable here).
 buildah_local() {
-  buildah --root "$cache/cluster/buildah/root" --runroot "$cache/cluster/buildah/run" --storage-driver vfs "$@"
+  local home="$cache/cluster/buildah"
+  if ! [ -f "$home/containers.conf" ]; then # its network settings there too: it would create /etc/cni otherwise
+    mkdir -p "$home/network"
+    printf '[network]\nnetwork_config_dir = "%s"\n' "$home/network" >"$home/containers.conf"
+  fi
+  CONTAINERS_CONF="$home/containers.conf" buildah --root "$home/root" --runroot "$home/run" --storage-driver vfs "$@"
 }
 
 # build_sandbox_image: k8s/node/pause.c, linked statically, as the only file of an image built from scratch, saved
@@ -110,17 +135,39 @@ build_sandbox_image() {
   log "sandbox image $SANDBOX_IMAGE built: $archive ($(du -k "$archive" | cut -f1) KiB)"
 }
 
+# build_coredns_image: the CoreDNS binary as the only file of an image from scratch (its Corefile is a ConfigMap).
+build_coredns_image() {
+  local archive="$images/coredns-$COREDNS_VERSION.tar" ctr
+  if [ -f "$archive" ]; then
+    log "CoreDNS image cached in $archive"
+    return 0
+  fi
+  mkdir -p "$images"
+  ctr=$(buildah_local from scratch)
+  buildah_local copy "$ctr" "$coredns_bin/coredns" /coredns >/dev/null
+  buildah_local config --entrypoint '["/coredns"]' --user 65532:65532 "$ctr"
+  buildah_local commit -q --rm "$ctr" "$COREDNS_IMAGE" >/dev/null
+  buildah_local push -q "$COREDNS_IMAGE" "oci-archive:$archive.part:$COREDNS_IMAGE"
+  mv "$archive.part" "$archive"
+  log "CoreDNS image $COREDNS_IMAGE built: $archive ($(du -m "$archive" | cut -f1) MiB)"
+}
+
 build() {
   scripts/envtest.sh build
   build_node
   build_containerd
+  build_coredns
   install_packages
   build_sandbox_image
+  build_coredns_image
   "$node_bin/kubelet" --version
   "$containerd_bin/containerd" --version
 }
 
 case "${1:-}" in
   build) build ;;
-  *) die "usage: scripts/cluster.sh build" ;;
+  up) node_up ;;
+  down) node_down ;;
+  env) node_env ;;
+  *) echo "usage: $0 build|up|down|env" >&2; exit 2 ;;
 esac

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LEVELS = ("integration", "e2e", "faults", "operator", "observability", "charts")
+LEVELS = ("integration", "e2e", "faults", "operator", "observability", "charts", "cluster")
 
 
 def test_every_test_module_outside_unit_declares_its_level() -> None:
