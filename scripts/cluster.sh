@@ -37,6 +37,8 @@ die() { log "$*"; exit 1; }
 
 # shellcheck source=lib/go_tools.sh
 source "$repo/scripts/lib/go_tools.sh"
+# shellcheck source=lib/processes.sh
+source "$repo/scripts/lib/processes.sh"
 # shellcheck source=lib/cluster_node.sh
 source "$repo/scripts/lib/cluster_node.sh"
 
@@ -112,10 +114,22 @@ buildah_local() {
   CONTAINERS_CONF="$home/containers.conf" buildah --root "$home/root" --runroot "$home/run" --storage-driver vfs "$@"
 }
 
+# image_of_one_file FILE PATH USER IMAGE ARCHIVE: an image from scratch holding FILE at PATH as its entrypoint, run
+# as USER, saved as an OCI archive.
+image_of_one_file() {
+  local ctr
+  ctr=$(buildah_local from scratch)
+  buildah_local copy "$ctr" "$1" "$2" >/dev/null
+  buildah_local config --entrypoint "[\"$2\"]" --user "$3" "$ctr"
+  buildah_local commit -q --rm "$ctr" "$4" >/dev/null
+  buildah_local push -q "$4" "oci-archive:$5.part:$4"
+  mv "$5.part" "$5"
+}
+
 # build_sandbox_image: k8s/node/pause.c, linked statically, as the only file of an image built from scratch, saved
 # as an OCI archive named by the source's hash (rebuilt only when pause.c changes).
 build_sandbox_image() {
-  local digest archive work ctr
+  local digest archive work
   digest=$(sha256sum k8s/node/pause.c | cut -c1-12)
   archive="$images/pause-$digest.tar"
   if [ -f "$archive" ]; then
@@ -125,30 +139,20 @@ build_sandbox_image() {
   mkdir -p "$images"
   work=$(mktemp -d)
   gcc -static -Os -Wall -Wextra -Werror -o "$work/pause" k8s/node/pause.c
-  ctr=$(buildah_local from scratch)
-  buildah_local copy "$ctr" "$work/pause" /pause >/dev/null
-  buildah_local config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
-  buildah_local commit -q --rm "$ctr" "$SANDBOX_IMAGE" >/dev/null
-  buildah_local push -q "$SANDBOX_IMAGE" "oci-archive:$archive.part:$SANDBOX_IMAGE"
-  mv "$archive.part" "$archive"
+  image_of_one_file "$work/pause" /pause 65535:65535 "$SANDBOX_IMAGE" "$archive"
   rm -rf "$work"
   log "sandbox image $SANDBOX_IMAGE built: $archive ($(du -k "$archive" | cut -f1) KiB)"
 }
 
 # build_coredns_image: the CoreDNS binary as the only file of an image from scratch (its Corefile is a ConfigMap).
 build_coredns_image() {
-  local archive="$images/coredns-$COREDNS_VERSION.tar" ctr
+  local archive="$images/coredns-$COREDNS_VERSION.tar"
   if [ -f "$archive" ]; then
     log "CoreDNS image cached in $archive"
     return 0
   fi
   mkdir -p "$images"
-  ctr=$(buildah_local from scratch)
-  buildah_local copy "$ctr" "$coredns_bin/coredns" /coredns >/dev/null
-  buildah_local config --entrypoint '["/coredns"]' --user 65532:65532 "$ctr"
-  buildah_local commit -q --rm "$ctr" "$COREDNS_IMAGE" >/dev/null
-  buildah_local push -q "$COREDNS_IMAGE" "oci-archive:$archive.part:$COREDNS_IMAGE"
-  mv "$archive.part" "$archive"
+  image_of_one_file "$coredns_bin/coredns" /coredns 65532:65532 "$COREDNS_IMAGE" "$archive"
   log "CoreDNS image $COREDNS_IMAGE built: $archive ($(du -m "$archive" | cut -f1) MiB)"
 }
 

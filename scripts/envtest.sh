@@ -28,6 +28,8 @@ die() { log "$*"; exit 1; }
 
 # shellcheck source=lib/go_tools.sh
 source "$repo/scripts/lib/go_tools.sh"
+# shellcheck source=lib/processes.sh
+source "$repo/scripts/lib/processes.sh"
 
 # build_k8s: kube-apiserver and kubectl from k8s.io/kubernetes, its staging modules at the matching v0.Y.Z.
 build_k8s() {
@@ -75,7 +77,6 @@ build() {
   build_etcd
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # free_ports N: N distinct free loopback ports, drawn like flashsale_tools.platform.cache.free_port does.
 free_ports() {
@@ -204,16 +205,6 @@ up() {
   touch "$state/ready"
   trap - EXIT
   echo "KUBECONFIG=$state/kubeconfig"
-}
-
-stop_pid() {  # name pidfile
-  pid_alive "$2" || return 0
-  local pid
-  pid=$(cat "$2")
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  log "$1 did not stop in 20 s; killing it"
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 }
 
 stop_processes() {

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The running half of scripts/cluster.sh: one node's control plane, containerd, kubelet and kube-proxy as local
 # processes, pods on a CNI bridge private to this machine. Sourced by scripts/cluster.sh, which sets repo, state,
-# node_bin, containerd_bin, k8s_bin, images, SANDBOX_IMAGE, log and die.
+# node_bin, containerd_bin, k8s_bin, images, SANDBOX_IMAGE, log and die, and sources lib/processes.sh.
 
 NODE_NAME=flashsale-node
 BRIDGE=fs0
@@ -15,8 +15,6 @@ API_PORT=6443
 SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables)
 HOST_PATHS=(/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /etc/cni /run/containerd)
 PROCESSES=(kube-proxy kubelet containerd kube-scheduler kube-controller-manager kube-apiserver etcd)
-
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start() { # name command...: a background process in its own session, its log and pid in the state folder
   local name=$1
@@ -294,16 +292,6 @@ node_up() {
   touch "$state/ready"
   trap - EXIT
   echo "KUBECONFIG=$state/kubeconfig"
-}
-
-stop_pid() { # name pidfile
-  pid_alive "$2" || return 0
-  local pid
-  pid=$(cat "$2")
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  log "$1 did not stop in 20 s; killing it"
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 }
 
 stop_processes() {
