@@ -71,7 +71,9 @@ def test_a_node_comes_up_runs_pods_and_goes_down_leaving_the_host_as_it_was(tmp_
     state = tmp_path / "cluster"
     printed = _cluster("up", state)
     kubeconfig = printed.strip().splitlines()[-1].removeprefix("KUBECONFIG=")
-    kubectl = [str(Path.home() / ".cache/flashsale/k8s/v1.36.3/bin/kubectl"), f"--kubeconfig={kubeconfig}"]
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in _cluster("env", state).splitlines())
+    binaries = exported["PATH"].split(":")[0]  # the cached kubectl of this Kubernetes version, first on PATH
+    kubectl = [str(Path(binaries) / "kubectl"), f"--kubeconfig={kubeconfig}"]
     try:
         node = json.loads(subprocess.check_output([*kubectl, "get", "node", "flashsale-node", "-o", "json"]))
         ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
@@ -92,7 +94,9 @@ def test_a_node_comes_up_runs_pods_and_goes_down_leaving_the_host_as_it_was(tmp_
 
         logs = subprocess.check_output([*kubectl, "-n", "kube-system", "logs", pods[0]["metadata"]["name"]], text=True)
         assert "CoreDNS-1.15.0" in logs
+        running = {name: (state / f"{name}.pid").read_text() for name in ("kube-apiserver", "kubelet", "containerd")}
         assert _cluster("up", state).strip().endswith(kubeconfig)  # up again: the same node, nothing restarted
+        assert {name: (state / f"{name}.pid").read_text() for name in running} == running
     finally:
         _cluster("down", state)
 
