@@ -7,11 +7,14 @@
 #   scripts/cluster.sh up      start the node (builds what is missing), print KUBECONFIG=<path>
 #   scripts/cluster.sh down    stop it, put back what it changed on the host, remove the state folder
 #   scripts/cluster.sh env     print export lines for the running node
+#   scripts/cluster.sh image   build the platform's image from the Dockerfile (cached by its sources' hash), load
+#                              it into the running node's containerd, print its reference
 #
 # Binaries are cached under ~/.cache/flashsale (FLASHSALE_CACHE_DIR moves the cache): the node's Kubernetes
 # components in k8s/<version>/node-bin, containerd in containerd/<version>/bin, images in cluster/images. The state
 # folder is var/cluster unless CLUSTER_DIR says otherwise.
 set -euo pipefail
+shopt -s inherit_errexit # a failing step inside $(...) fails the script too
 cd "$(dirname "$0")/.."
 repo=$PWD
 
@@ -39,6 +42,8 @@ die() { log "$*"; exit 1; }
 source "$repo/scripts/lib/go_tools.sh"
 # shellcheck source=lib/processes.sh
 source "$repo/scripts/lib/processes.sh"
+# shellcheck source=lib/cluster_images.sh
+source "$repo/scripts/lib/cluster_images.sh"
 # shellcheck source=lib/cluster_node.sh
 source "$repo/scripts/lib/cluster_node.sh"
 
@@ -103,59 +108,6 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# buildah_local ARGS...: Debian's buildah with its storage in the cache (vfs: no overlay mount needed), never
-# pulling (no registry is reachable here).
-buildah_local() {
-  local home="$cache/cluster/buildah"
-  if ! [ -f "$home/containers.conf" ]; then # its network settings there too: it would create /etc/cni otherwise
-    mkdir -p "$home/network"
-    printf '[network]\nnetwork_config_dir = "%s"\n' "$home/network" >"$home/containers.conf"
-  fi
-  CONTAINERS_CONF="$home/containers.conf" buildah --root "$home/root" --runroot "$home/run" --storage-driver vfs "$@"
-}
-
-# image_of_one_file FILE PATH USER IMAGE ARCHIVE: an image from scratch holding FILE at PATH as its entrypoint, run
-# as USER, saved as an OCI archive.
-image_of_one_file() {
-  local ctr
-  ctr=$(buildah_local from scratch)
-  buildah_local copy "$ctr" "$1" "$2" >/dev/null
-  buildah_local config --entrypoint "[\"$2\"]" --user "$3" "$ctr"
-  buildah_local commit -q --rm "$ctr" "$4" >/dev/null
-  buildah_local push -q "$4" "oci-archive:$5.part:$4"
-  mv "$5.part" "$5"
-}
-
-# build_sandbox_image: k8s/node/pause.c, linked statically, as the only file of an image built from scratch, saved
-# as an OCI archive named by the source's hash (rebuilt only when pause.c changes).
-build_sandbox_image() {
-  local digest archive work
-  digest=$(sha256sum k8s/node/pause.c | cut -c1-12)
-  archive="$images/pause-$digest.tar"
-  if [ -f "$archive" ]; then
-    log "sandbox image $SANDBOX_IMAGE cached in $archive"
-    return 0
-  fi
-  mkdir -p "$images"
-  work=$(mktemp -d)
-  gcc -static -Os -Wall -Wextra -Werror -o "$work/pause" k8s/node/pause.c
-  image_of_one_file "$work/pause" /pause 65535:65535 "$SANDBOX_IMAGE" "$archive"
-  rm -rf "$work"
-  log "sandbox image $SANDBOX_IMAGE built: $archive ($(du -k "$archive" | cut -f1) KiB)"
-}
-
-# build_coredns_image: the CoreDNS binary as the only file of an image from scratch (its Corefile is a ConfigMap).
-build_coredns_image() {
-  local archive="$images/coredns-$COREDNS_VERSION.tar"
-  if [ -f "$archive" ]; then
-    log "CoreDNS image cached in $archive"
-    return 0
-  fi
-  mkdir -p "$images"
-  image_of_one_file "$coredns_bin/coredns" /coredns 65532:65532 "$COREDNS_IMAGE" "$archive"
-  log "CoreDNS image $COREDNS_IMAGE built: $archive ($(du -m "$archive" | cut -f1) MiB)"
-}
-
 build() {
   scripts/envtest.sh build
   build_node
@@ -168,10 +120,23 @@ build() {
   "$containerd_bin/containerd" --version
 }
 
+# platform_image: the Dockerfile's image, built when its sources changed, loaded into the node when it runs.
+platform_image() {
+  install_packages >&2
+  local ref
+  ref=$(build_platform_image)
+  if [ -S "$state/containerd/containerd.sock" ]; then
+    ctr_k8s images import "$images/flashsale-${ref##*:src-}.tar" >/dev/null || die "could not load $ref into the node"
+    log "loaded $ref into the node's containerd (namespace k8s.io)"
+  fi
+  echo "$ref"
+}
+
 case "${1:-}" in
   build) build ;;
+  image) platform_image ;;
   up) node_up ;;
   down) node_down ;;
   env) node_env ;;
-  *) echo "usage: $0 build|up|down|env" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|env|image" >&2; exit 2 ;;
 esac
