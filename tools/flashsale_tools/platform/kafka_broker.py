@@ -171,7 +171,7 @@ class SecuredListener:
 
 
 class KafkaBroker:
-    """One Kafka 4.x KRaft node (broker+controller) on 127.0.0.1, run as a child process."""
+    """One Kafka 4.x KRaft node (broker+controller), run as a child process; clients meet it on ``host``."""
 
     def __init__(
         self,
@@ -180,11 +180,15 @@ class KafkaBroker:
         controller_port: int | None = None,
         quick_start: bool = True,
         secured: SecuredListener | None = None,
+        host: str = "127.0.0.1",
     ):
         """Configure a broker storing its logs and config under ``data_dir``; ports default to free ones.
 
         ``quick_start`` runs the JVM with its first JIT tier only (fast to start, for tests and the demo); a
-        benchmark turns it off for the broker's full speed once warm. ``secured`` adds a SASL_SSL listener."""
+        benchmark turns it off for the broker's full speed once warm. ``secured`` adds a SASL_SSL listener. ``host``
+        is the address of the client listener (another interface's, for pods of the local node); the controller's
+        stays on loopback."""
+        self.host = host
         self.data_dir = pathlib.Path(data_dir).resolve()
         self._jvm_flags = (*_JVM_FLAGS, *(_QUICK_START_FLAGS if quick_start else ()))
         self.port = port if port is not None else free_port()
@@ -194,8 +198,8 @@ class KafkaBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        """Client bootstrap address, ``127.0.0.1:PORT``."""
-        return f"127.0.0.1:{self.port}"
+        """Client bootstrap address, ``HOST:PORT``."""
+        return f"{self.host}:{self.port}"
 
     @property
     def secured_bootstrap_servers(self) -> str:
@@ -225,8 +229,8 @@ class KafkaBroker:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
@@ -260,8 +264,8 @@ class KafkaBroker:
         """The SASL_SSL listener's settings: SCRAM-SHA-512 over TLS with a PEM keystore."""
         listener = f"SASL_SSL://127.0.0.1:{secured.port}"
         return {
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},{listener}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port},{listener}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},{listener}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port},{listener}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (

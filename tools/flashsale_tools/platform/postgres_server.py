@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import logging
 import os
 import pathlib
@@ -62,10 +63,18 @@ def ensure_postgres() -> pathlib.Path:
 
 
 class PostgresServer:
-    """A PostgreSQL cluster under ``data_dir`` run as a child process, with trust auth on 127.0.0.1."""
+    """A PostgreSQL cluster under ``data_dir`` run as a child process, with trust auth on 127.0.0.1 (and on
+    ``host`` for the ``clients`` network)."""
 
-    def __init__(self, data_dir: pathlib.Path, port: int | None = None):
-        """Configure a cluster at ``data_dir`` (cluster in ``pgdata/``, log in ``postgres.log``)."""
+    def __init__(
+        self, data_dir: pathlib.Path, port: int | None = None, host: str = "127.0.0.1", clients: str = "127.0.0.1/32"
+    ):
+        """Configure a cluster at ``data_dir`` (cluster in ``pgdata/``, log in ``postgres.log``).
+
+        ``host`` is the address it listens on besides loopback and ``clients`` the network trusted there: the local
+        node's pod network is private to this machine; never give it a network others reach."""
+        self.host = host
+        self.clients = ipaddress.ip_network(clients)
         self.data_dir = pathlib.Path(data_dir).resolve()
         self.port = port if port is not None else free_port()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -89,7 +98,7 @@ class PostgresServer:
 
     def dsn_for(self, database: str) -> str:
         """Connection string for ``database`` on this server."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
     @property
     def running(self) -> bool:
@@ -174,11 +183,18 @@ class PostgresServer:
         with (self.pgdata / "postgresql.conf").open("a") as conf:
             conf.write(
                 "\n# flashsale throwaway cluster\n"
-                "listen_addresses = '127.0.0.1'\n"
+                f"listen_addresses = '{self._listen_addresses}'\n"
                 "fsync = on\n"
                 "max_connections = 200\n"
                 "logging_collector = off\n"
             )
+        if self.clients != ipaddress.ip_network("127.0.0.1/32"):
+            with (self.pgdata / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.clients} trust\n")
+
+    @property
+    def _listen_addresses(self) -> str:
+        return "127.0.0.1" if self.host == "127.0.0.1" else f"127.0.0.1,{self.host}"
 
     def start(self, timeout: float = 60) -> None:
         """Initialise on first start, launch postgres, wait until it accepts connections, create ``flashsale``."""
@@ -198,7 +214,7 @@ class PostgresServer:
                         "-p",
                         str(self.port),
                         "-h",
-                        "127.0.0.1",
+                        self._listen_addresses,
                         "-k",
                         str(socket_dir),
                     ]
@@ -216,7 +232,7 @@ class PostgresServer:
         except BaseException:
             self.stop()
             raise
-        log.info("PostgreSQL ready at 127.0.0.1:%d in %.1fs", self.port, time.monotonic() - started)
+        log.info("PostgreSQL ready at %s:%d in %.1fs", self.host, self.port, time.monotonic() - started)
 
     def _wait_ready(self, deadline: float) -> None:
         """Retry a psycopg connection until it succeeds, the server dies, or time runs out."""

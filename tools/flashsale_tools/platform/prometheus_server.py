@@ -63,11 +63,14 @@ class PrometheusServer:
         port: int = 0,
         *,
         binary: pathlib.Path | None = None,
+        scrape_configs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Configure a server scraping ``targets`` (job name -> ``host:port`` list); port 0 picks a free one.
 
         ``binary`` defaults to the Prometheus that ``observability_tools.ensure_built()`` installs, on start.
+        ``scrape_configs`` are further jobs as Prometheus reads them (service discovery, relabelling).
         """
+        self._scrape_configs = tuple(dict(job) for job in scrape_configs)
         self.folder = pathlib.Path(folder).resolve()
         self.port = port if port else cache.free_port()
         self._targets = _copy_targets(targets)
@@ -103,7 +106,8 @@ class PrometheusServer:
         return self._proc.pid if self.running and self._proc is not None else None
 
     def config(self) -> dict[str, Any]:
-        """The configuration this server is given: global intervals, rule files, one static scrape job per target."""
+        """The configuration this server is given: global intervals, rule files, one static scrape job per target
+        and the further jobs it was given."""
         return {
             "global": {
                 "scrape_interval": self._scrape_interval,
@@ -112,8 +116,11 @@ class PrometheusServer:
             },
             "rule_files": [str(path) for path in self._rule_files],
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": list(addresses)}]}
-                for job, addresses in self._targets.items()
+                *(
+                    {"job_name": job, "static_configs": [{"targets": list(addresses)}]}
+                    for job, addresses in self._targets.items()
+                ),
+                *self._scrape_configs,
             ],
         }
 
