@@ -264,7 +264,14 @@ start_dns() {
   sed "s#image: localhost/flashsale/coredns:.*#image: $COREDNS_IMAGE#" "$repo/k8s/node/coredns.yaml" | kctl apply -f - >/dev/null
   kctl -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null ||
     die "CoreDNS did not become ready; kubectl -n kube-system describe pods -l app.kubernetes.io/name=coredns"
+  # until kube-proxy routes the kube-dns Service to the ready pod, a lookup there is refused
+  wait_until 60 "kube-proxy's rules for the kube-dns Service" dns_routed
   log "CoreDNS ready"
+}
+
+dns_routed() {
+  iptables -t nat -S KUBE-SERVICES | grep -q -- "kube-system/kube-dns:dns cluster IP" &&
+    ! iptables -S KUBE-SERVICES 2>/dev/null | grep -q -- "kube-system/kube-dns:dns has no endpoints"
 }
 
 node_up() {

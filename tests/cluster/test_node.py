@@ -4,32 +4,18 @@ through its Service and kube-proxy), `kubectl logs` reaches the kubelet, and `do
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from cluster_harness import cluster_sh
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[2]
 HOST_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops", "net.ipv4.ip_forward")
 HOST_PATHS = ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni", "/etc/cni", "/run/containerd")
-
-
-def _cluster(command: str, state: Path) -> str:
-    done = subprocess.run(
-        ["bash", str(REPO / "scripts" / "cluster.sh"), command],
-        env={**os.environ, "CLUSTER_DIR": str(state)},
-        capture_output=True,
-        text=True,
-        timeout=3600,  # a cold machine builds every part first
-        check=False,
-    )
-    assert done.returncode == 0, f"cluster.sh {command} failed:\n{done.stderr[-4000:]}"
-    return done.stdout
 
 
 def _sysctls() -> dict[str, str]:
@@ -69,9 +55,9 @@ def test_a_node_comes_up_runs_pods_and_goes_down_leaving_the_host_as_it_was(tmp_
     before_sysctls = _sysctls()
     before_paths = {path for path in HOST_PATHS if Path(path).exists()}
     state = tmp_path / "cluster"
-    printed = _cluster("up", state)
+    printed = cluster_sh("up", state)
     kubeconfig = printed.strip().splitlines()[-1].removeprefix("KUBECONFIG=")
-    exported = dict(line.removeprefix("export ").split("=", 1) for line in _cluster("env", state).splitlines())
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in cluster_sh("env", state).splitlines())
     binaries = exported["PATH"].split(":")[0]  # the cached kubectl of this Kubernetes version, first on PATH
     kubectl = [str(Path(binaries) / "kubectl"), f"--kubeconfig={kubeconfig}"]
     try:
@@ -95,10 +81,10 @@ def test_a_node_comes_up_runs_pods_and_goes_down_leaving_the_host_as_it_was(tmp_
         logs = subprocess.check_output([*kubectl, "-n", "kube-system", "logs", pods[0]["metadata"]["name"]], text=True)
         assert "CoreDNS-1.15.0" in logs
         running = {name: (state / f"{name}.pid").read_text() for name in ("kube-apiserver", "kubelet", "containerd")}
-        assert _cluster("up", state).strip().endswith(kubeconfig)  # up again: the same node, nothing restarted
+        assert cluster_sh("up", state).strip().endswith(kubeconfig)  # up again: the same node, nothing restarted
         assert {name: (state / f"{name}.pid").read_text() for name in running} == running
     finally:
-        _cluster("down", state)
+        cluster_sh("down", state)
 
     assert _sysctls() == before_sysctls
     assert {path for path in HOST_PATHS if Path(path).exists()} == before_paths
