@@ -9,6 +9,7 @@
 #   scripts/cluster.sh env     print export lines for the running node
 #   scripts/cluster.sh image   build the platform's image from the Dockerfile (cached by its sources' hash), load
 #                              it into the running node's containerd, print its reference
+#   scripts/cluster.sh paths   print the path of the tools the node's tests use (PROMETHEUS=...)
 #
 # Binaries are cached under ~/.cache/flashsale (FLASHSALE_CACHE_DIR moves the cache): the node's Kubernetes
 # components in k8s/<version>/node-bin, containerd in containerd/<version>/bin, images in cluster/images. The state
@@ -31,6 +32,9 @@ CONTAINERD_TOOLS=(containerd ctr containerd-shim-runc-v2)
 COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 coredns_bin="$cache/coredns/$COREDNS_VERSION/bin"
 COREDNS_IMAGE="localhost/flashsale/coredns:$COREDNS_VERSION"
+# Debian's Prometheus is built without Kubernetes service discovery; the node's tests scrape pods through it
+PROMETHEUS_MODULE_VERSION="${PROMETHEUS_MODULE_VERSION:-v0.316.0}" # Prometheus 3.16.0 (its module's v0.3XX tags)
+prometheus_bin="$cache/prometheus/$PROMETHEUS_MODULE_VERSION/bin"
 APT_PACKAGES=(runc containernetworking-plugins buildah iptables conntrack debootstrap gcc libc6-dev)
 images="$cache/cluster/images"
 SANDBOX_IMAGE=localhost/flashsale/pause:1  # what containerd.toml pins as the pod sandbox
@@ -91,6 +95,18 @@ build_coredns() {
   go_build_pinned "$coredns_bin" github.com/coredns/coredns "$COREDNS_VERSION" "" "" "-s -w" github.com/coredns/coredns
 }
 
+# build_prometheus: Prometheus with every service discovery, Kubernetes' among them, from its Go module.
+build_prometheus() {
+  if all_built "$prometheus_bin" prometheus; then
+    log "prometheus $PROMETHEUS_MODULE_VERSION cached in $prometheus_bin"
+    return 0
+  fi
+  local minor=${PROMETHEUS_MODULE_VERSION#v0.} version
+  version="3.$((10#${minor%%.*} - 300)).${minor#*.}"
+  go_build_pinned "$prometheus_bin" github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" "" "" \
+    "-s -w -X github.com/prometheus/common/version.Version=$version" github.com/prometheus/prometheus/cmd/prometheus
+}
+
 # install_packages: Debian's runc, CNI plugins (bridge, host-local, loopback, portmap), buildah and what the node's
 # networking and the base image need, when missing.
 install_packages() {
@@ -113,11 +129,13 @@ build() {
   build_node
   build_containerd
   build_coredns
+  build_prometheus
   install_packages
   build_sandbox_image
   build_coredns_image
   "$node_bin/kubelet" --version
   "$containerd_bin/containerd" --version
+  "$prometheus_bin/prometheus" --version | head -n 1
 }
 
 # platform_image: the Dockerfile's image, built when its sources changed, loaded into the node when it runs.
@@ -135,8 +153,9 @@ platform_image() {
 case "${1:-}" in
   build) build ;;
   image) platform_image ;;
+  paths) echo "PROMETHEUS=$prometheus_bin/prometheus" ;;
   up) node_up ;;
   down) node_down ;;
   env) node_env ;;
-  *) echo "usage: $0 build|up|down|env|image" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|env|image|paths" >&2; exit 2 ;;
 esac
