@@ -93,8 +93,9 @@ cluster-up: install ## a real single-node Kubernetes cluster on this machine (ro
 cluster-down: ## stop the local node and put back what it changed on the host
 	scripts/cluster.sh down
 
-cluster-e2e: install ## the local node up, its pods, DNS and logs, and down again (root; builds its parts once)
+cluster-e2e: install tools ## on the local node: its pods, DNS and logs; the image from the Dockerfile, both charts and a FlashSale sold through the gateway (root; builds its parts once)
 	scripts/cluster.sh build
+	scripts/cluster.sh image
 	$(PYTEST) -m cluster
 
 clean: ## remove local data, reports and caches
