@@ -23,13 +23,14 @@ demo: install ## run the platform and a demo sale, print a report (reports/demo.
 up: install ## run Kafka, every service and the gateway on :8080 until Ctrl-C
 	$(PY) -m flashsale_tools.cli up
 
-test: install tools lint typecheck proto-check ## everything: lint, types, import contracts, proto drift, every test but the local node's (make cluster-e2e)
-	$(PYTEST) -m "not cluster"
+test: install tools lint typecheck proto-check ## everything: lint, types, import contracts, proto drift, every test (the local node's too, as root; TEST_MARKERS="not cluster" leaves it out)
+	$(PYTEST) $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)")
 
-tools: install ## build the heavy test tools once, cached by version under ~/.cache/flashsale (kube-apiserver and etcd, Helm and the chart tools, Prometheus and Jaeger), before any test's timeout runs
+tools: install ## build the heavy test tools once, cached by version under ~/.cache/flashsale (kube-apiserver and etcd, Helm and the chart tools, Prometheus and Jaeger, the local node's parts), before any test's timeout runs
 	scripts/envtest.sh build
 	scripts/charts.sh build
 	scripts/observability.sh build
+	scripts/cluster.sh build
 
 check: install lint typecheck unit ## the quick loop: lint, types, import contracts, unit tests
 

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cluster_harness import cluster_sh
+from cluster_harness import COLD_BUILD_TIMEOUT_S, cluster_sh
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(COLD_BUILD_TIMEOUT_S + 600)]  # up builds what is missing
 
 HOST_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops", "net.ipv4.ip_forward")
 HOST_PATHS = ("/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni", "/etc/cni", "/run/containerd")

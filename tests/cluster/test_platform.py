@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_harness import NODE_IP, POD_CIDR, REPO, Kubectl, cluster_sh
+from cluster_harness import COLD_BUILD_TIMEOUT_S, NODE_IP, POD_CIDR, REPO, Kubectl, cluster_sh
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from stand_in_topic_operator import StandInTopicOperator
@@ -29,7 +29,8 @@ from flashsale_tools.platform.kafka_broker import KafkaBroker
 from flashsale_tools.platform.postgres_server import PostgresServer
 from flashsale_tools.platform.prometheus_server import PrometheusServer
 
-pytestmark = pytest.mark.cluster
+# a cold machine builds the node's parts (cluster.sh up) and the image in the fixtures; the sale itself takes minutes
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(COLD_BUILD_TIMEOUT_S + 1800)]
 
 NAMESPACE = "flashsale"
 STRIMZI_CLUSTER = "flashsale-kafka"
