@@ -174,6 +174,24 @@ def test_summary_rates_latencies_and_undecided_requests() -> None:
     assert (at_1500.start_s, at_1500.accepted_per_s, at_1500.p50_ms) == (1.5, 10.0, 1000.0)
 
 
+def test_the_longest_stall_is_the_longest_time_requests_waited_with_no_decision_made() -> None:
+    # decided at 10 and 20, then nothing while the request sent at 30 waits until 900
+    assert metrics.max_stall_ms([(0, 10), (5, 20), (30, 900), (40, 905)]) == 870.0
+    # an idle gap with nobody waiting is no stall: from the send at 500 to its decision at 510
+    assert metrics.max_stall_ms([(0, 10), (500, 510)]) == 10.0
+    # the first decision after the first send counts too, whatever order the decisions come in
+    assert metrics.max_stall_ms([(40, 300), (0, 50)]) == 250.0
+    assert metrics.max_stall_ms([]) == 0.0
+
+
+def test_the_summary_carries_the_longest_stall_of_its_decided_requests() -> None:
+    start = 1_000_000
+    first_sent = {"a": start, "b": start + 10, "c": start + 20}
+    decided = [_decided("a", "accepted", start + 5), _decided("b", "sold_out", start + 15)]
+    s = metrics.summarize(list(first_sent.values()), first_sent, [*decided, _decided("c", "sold_out", start + 700)])
+    assert s.max_stall_ms == 680.0  # "c" waited from its send at 20 until 700 with nothing decided after 15
+
+
 def test_series_buckets_widen_for_long_runs_and_latency_is_never_negative() -> None:
     assert metrics.bucket_ms_for(20_000) == 100
     assert metrics.bucket_ms_for(45_000) == 250
@@ -198,6 +216,7 @@ def test_report_takes_the_headline_figures_from_the_summary_and_the_checker() ->
     assert good["ok"] and report.passed(good)
     assert (good["sold"], good["stock"], good["oversold"], good["undersell"]) == (150, 150, 0, 0)
     assert (good["p50_ms"], good["decided"], good["send_errors"], good["undecided_taken"]) == (100.0, 1, 1, 0)
+    assert good["max_stall_ms"] == 100.0  # "a" waited from 1000 to its decision at 1100 ("b" failed to send)
     assert good["unary"] == {"calls": 1, "answered_decided": 1, "p50_ms": 40.0, "p99_ms": 40.0}
     assert set(good["invariants"]) == set(rules.DESCRIPTIONS)
     for key in report.HEADLINE:

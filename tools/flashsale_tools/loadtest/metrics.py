@@ -58,6 +58,7 @@ class Summary:
     max_ms: float
     queue_p50_ms: float
     queue_p99_ms: float
+    max_stall_ms: float
     bucket_ms: int
     series: tuple[Bucket, ...]
 
@@ -76,6 +77,29 @@ def percentile(values: Sequence[float], q: float) -> float:
 def rate(count: int, start_ms: int, end_ms: int) -> float:
     """count events per second between start_ms and end_ms (at least 1 ms apart)."""
     return count * 1000.0 / max(1, end_ms - start_ms)
+
+
+def max_stall_ms(waits: Iterable[tuple[int, int]]) -> float:
+    """The longest time with a request waiting and no decision made, from each decided request's (waiting since,
+    decided at), epoch ms; 0.0 for none.
+
+    Between two successive decision times d and d' nothing was decided; a request was waiting there from the
+    earliest ``since`` among the requests decided at d' or later, so that gap stalled for d' - max(d, that since).
+    Before the first decision the stall starts at the first request's ``since``."""
+    ordered = sorted(waits, key=lambda wait: wait[1])
+    if not ordered:
+        return 0.0
+    earliest_waiting = [0] * len(ordered)  # earliest `since` among the requests from this one on
+    running = ordered[-1][0]
+    for i in range(len(ordered) - 1, -1, -1):
+        running = min(running, ordered[i][0])
+        earliest_waiting[i] = running
+    longest, previous = 0, None
+    for i, (_since, decided_at) in enumerate(ordered):
+        start = earliest_waiting[i] if previous is None else max(previous, earliest_waiting[i])
+        longest = max(longest, decided_at - start)
+        previous = decided_at
+    return float(longest)
 
 
 def bucket_ms_for(span_ms: int) -> int:
@@ -120,7 +144,8 @@ def series(
 def summarize(send_times: Sequence[int], first_sent: Mapping[str, int], decisions: Iterable[Decided]) -> Summary:
     """The run's figures from every send time, each request id's first send time, and the stored decisions.
 
-    Decisions of request ids that were not sent are ignored; sent ids without a decision are `undecided`.
+    Decisions of request ids that were not sent are ignored; sent ids without a decision are `undecided` (and
+    out of `max_stall_ms`, which counts a request waiting from its first send).
     """
     mine = [d for d in decisions if d.request_id in first_sent]
     timed = [(d, float(max(0, d.decided_at - first_sent[d.request_id]))) for d in mine]
@@ -147,6 +172,7 @@ def summarize(send_times: Sequence[int], first_sent: Mapping[str, int], decision
         max_ms=max(latencies, default=0.0),
         queue_p50_ms=percentile(queueing, 50),
         queue_p99_ms=percentile(queueing, 99),
+        max_stall_ms=max_stall_ms((first_sent[d.request_id], d.decided_at) for d in mine),
         bucket_ms=bucket_ms,
         series=series(send_times, timed, start, bucket_ms),
     )
