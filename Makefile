@@ -30,7 +30,7 @@ tools: install ## build the heavy test tools once, cached by version under ~/.ca
 	scripts/envtest.sh build
 	scripts/charts.sh build
 	scripts/observability.sh build
-	scripts/cluster.sh build
+	$(if $(findstring not cluster,$(TEST_MARKERS)),,scripts/cluster.sh build)
 
 check: install lint typecheck unit ## the quick loop: lint, types, import contracts, unit tests
 
