@@ -36,6 +36,7 @@ NAMESPACE = "flashsale"
 STRIMZI_CLUSTER = "flashsale-kafka"
 WORKER_GROUP = "flashsale-sales-workers"
 REPORTS = REPO / "reports" / "cluster-e2e"
+RELEASE_PODS = 7  # one each: gateway, user, product, sales, order, notification (k8s/kind/values-dev.yaml), operator
 SHOPPERS = 300
 STOCK = 200
 PARTITIONS = 4
@@ -269,7 +270,7 @@ def test_a_flashsale_sold_through_the_gateway_on_a_real_node_keeps_every_invaria
     ):
         installed = time.monotonic()
         _install(kubectl, helm, image.rsplit(":", 1)[1])
-        summary["pods_ready"] = _until(lambda: _all_ready(kubectl, 7), bool, 600, "every pod Ready")
+        summary["pods_ready"] = _until(lambda: _all_ready(kubectl, RELEASE_PODS), bool, 600, "every pod Ready")
         summary["install_to_ready_s"] = round(time.monotonic() - installed, 1)
 
         product = _make_product(kubectl)
@@ -291,6 +292,7 @@ def test_a_flashsale_sold_through_the_gateway_on_a_real_node_keeps_every_invaria
         summary["replicas_set_by_operator"] = _replicas(kubectl)
         summary["workers_before_opening"] = members
         summary["scaled_up_before_opening"] = datetime.datetime.now(datetime.UTC) < opens_at
+        assert summary["scaled_up_before_opening"], f"the {MAX_REPLICAS} workers were not in place before the opening"
         summary["sales_pods"] = sorted(p["metadata"]["name"] for p in _sales_pods(kubectl))
 
         # one sales pod killed without grace while the crowd buys: the load test prints the sale's terms once its
