@@ -129,6 +129,8 @@ def undecided(offsets: Sequence[int], requests: Sequence[Request], start: int) -
         if offset != expected:
             raise Gap(expected, offset)
         expected += 1
+    if not offsets or offsets[0] >= start:  # the usual case: nothing read was decided before
+        return list(requests)
     return [r for r in requests if r.offset >= start]
 
 
@@ -147,6 +149,11 @@ def need(terms: Terms, requests: Sequence[Request], held: dict[str, int], decide
             holding[req.user_id] = holds + req.quantity
             units += req.quantity
     return units
+
+
+def bound(requests: Sequence[Request]) -> int:
+    """The units a batch could need at most: every request's quantity (cheap; `need` is exact)."""
+    return sum(r.quantity for r in requests)
 
 
 def shortfall(needs: Mapping[int, int], remaining: Mapping[int, int], pool: int) -> int:

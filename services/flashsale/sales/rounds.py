@@ -50,11 +50,11 @@ class Ready:
 @dataclasses.dataclass(frozen=True)
 class Seen:
     """What a round saw of one partition under its locks: its stock (after the round's refill), the pool left to it,
-    the batch's exact need, and whether the round held the whole sale (logged at DEBUG once committed)."""
+    the batch's need, and whether the round held the whole sale (logged at DEBUG once committed)."""
 
     remaining: int
     pool: int
-    need: int
+    need: int  # exact when the stock might not cover the batch, else every request's quantity (an upper bound)
     whole_sale: bool
     arrivals: tuple[int, int]  # log-append times of the batch's first and last new request (0, 0 when none)
     refilled: int = 0  # units the round moved into the pool for its sale
@@ -229,8 +229,10 @@ class Rounds:
         held = reservation_store.held(tx, dialect, sale.sale_id, sorted({r.user_id for r in everyone}))
         before = decision_store.decided_ids(tx, dialect, [r.request_id for r in everyone])
         terms = _terms(sale)
-        needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
         remaining, pool = dict(locked.remaining), locked.pool
+        needs = {p: ledger.bound(fresh[p]) for p in parts}  # exact only where the stock may not cover it
+        if whole or ledger.shortfall(needs, remaining, pool) > 0:
+            needs = {p: ledger.need(terms, fresh[p], held, before) for p in parts}
         if not whole and ledger.shortfall(needs, remaining, pool) > 0:
             raise _Abort(Short(sale.sale_id))
         moves = ledger.refill(needs, remaining, pool) if whole else {}

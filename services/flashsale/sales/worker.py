@@ -13,6 +13,7 @@ only queue acknowledgements, which this thread applies at the top of each loop.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import functools
@@ -35,6 +36,10 @@ _T = TypeVar("_T")
 # buffered, up to batch_max, or until the linger passed once nothing more is buffered; never longer than this past it.
 _MAX_HOLD_S = 0.1
 _SETTLE_S = 5.0  # at most this long a revocation waits for Kafka's answers about decisions in flight
+# Requests a round decides at most, after the worker was idle: the first decisions of a sale (or after a lull) come
+# out of a small transaction; each committed round may hold four times as many while work waits, up to batch_max
+# for each partition held.
+FIRST_ROUND = 256
 
 
 @dataclasses.dataclass
@@ -48,7 +53,7 @@ class _Assigned:
 
 
 @dataclasses.dataclass
-class _Pending:
+class Pending:
     """A partition's messages read but not decided yet (gathered across consume calls into one transaction)."""
 
     due: float  # monotonic time by which they are decided even if the batch is not full
@@ -79,9 +84,15 @@ class SalesWorker:
         self._db = db
         self._batch_max = batch_max
         self._linger = linger_s
-        self._pending: dict[rounds.Key, _Pending] = {}
+        self._pending: dict[rounds.Key, Pending] = {}
+        self._budget = FIRST_ROUND  # requests the next round may take (see FIRST_ROUND)
+        self._unread: collections.deque[confluent_kafka.Message] = collections.deque()  # fetched, not batched yet
+        self._more = False  # the last fetch was full: the consumer may have more buffered
         self._assigned: dict[rounds.Key, _Assigned] = {}
         self.assigned = threading.Event()  # set once the worker holds partitions (it is warm)
+        # when it read its first record and committed its first round (time.perf_counter(); None until then)
+        self.first_read: float | None = None
+        self.first_decided: float | None = None
         self._rounds = rounds.Rounds(db, clock, telemetry)
         self._publisher: publisher.Publisher[_Assigned] = publisher.Publisher(db, producer, on_decided, clock)
         stats = {} if counted is None else {
@@ -128,7 +139,7 @@ class SalesWorker:
 
     def _on_assign(self, consumer: confluent_kafka.Consumer, parts: list[confluent_kafka.TopicPartition]) -> None:
         for tp in parts:
-            self._pending.pop((tp.topic, tp.partition), None)  # read again from the stored offset
+            self._forget((tp.topic, tp.partition))  # read again from the stored offset
             sale_id = topics.sale_of_topic(tp.topic)
             decided, published = self._until_done(
                 functools.partial(
@@ -169,7 +180,7 @@ class SalesWorker:
         published = []
         for tp in parts:
             state = self._assigned.pop((tp.topic, tp.partition), None)
-            self._pending.pop((tp.topic, tp.partition), None)  # undecided: the next owner reads them again
+            self._forget((tp.topic, tp.partition))  # undecided: the next owner reads them again
             if state is not None and not state.republish:
                 published.append((tp.topic, tp.partition, state.published))
         try:
@@ -190,34 +201,17 @@ class SalesWorker:
             while not self._stop.is_set():
                 self._apply_acks()
                 self._republish_failed()
-                wait = 0.05 if not self._pending else max(0.0, self._next_due() - time.monotonic())
-                msgs = self._fetch(min(wait, 0.05))
-                if msgs and self._counted is not None:
-                    read = (m.topic() or "" for m in msgs if m.error() is None)  # not an error event's
-                    for topic, count in collections.Counter(read).items():
-                        self._counted.consumed(self._group, topic, count)
+                queued = sum(len(held.requests) for held in self._pending.values())
+                if not self._unread and queued < self._most():  # read ahead of the rounds by one round at most
+                    wait = 0.05 if not self._pending else max(0.0, self._next_due() - time.monotonic())
+                    self._read(self._fetch(min(wait, 0.05)))
                 now = time.monotonic()
-                for msg in msgs:
-                    if msg.error() is not None:
-                        continue
-                    key = (msg.topic() or "", msg.partition() or 0)
-                    held = self._pending.get(key)
-                    if held is None:
-                        held = self._pending[key] = _Pending(now + self._linger)
-                    held.offsets.append(msg.offset() or 0)
-                    held.requests.extend(_requests(msg))
-                    if traced:
-                        held.traces.extend(records.traceparents(msg.value() or b""))
-                drained = len(msgs) < self._batch_max  # nothing more is buffered locally right now
-                ready = {
-                    key: held
-                    for key, held in self._pending.items()
-                    if len(held.requests) >= self._batch_max
-                    or (drained and now >= held.due)
-                    or now >= held.due + _MAX_HOLD_S
-                }
-                for key in ready:
-                    del self._pending[key]
+                queued += self._take_unread(now, self._budget - queued, traced)
+                if not self._unread and not self._pending and not self._more:
+                    self._budget = FIRST_ROUND  # idle: the next round's first decisions come out quickly
+                ready = self._take_ready(now, queued)
+                if ready:
+                    self._budget = min(self._most(), self._budget * 4)
                 if ready and traced:
                     self._decide_traced(ready)
                 elif ready:
@@ -228,6 +222,43 @@ class SalesWorker:
         finally:
             self._consumer.close()
 
+    def _read(self, msgs: list[confluent_kafka.Message]) -> None:
+        """Queue fetched records to be taken into batches (counted as consumed)."""
+        self._more = len(msgs) >= self._batch_max  # the consumer may have more buffered
+        if msgs and self.first_read is None:
+            self.first_read = time.perf_counter()
+        if msgs and self._counted is not None:
+            read = (m.topic() or "" for m in msgs if m.error() is None)  # not an error event's
+            for topic, count in collections.Counter(read).items():
+                self._counted.consumed(self._group, topic, count)
+        self._unread.extend(msgs)
+
+    def _take_unread(self, now: float, room: int, traced: bool) -> int:
+        """Decode queued records into their partitions' batches until they hold `room` more requests (at least
+        one record); the number of requests taken."""
+        taken = 0
+        while self._unread and (taken < room or taken == 0):
+            msg = self._unread.popleft()
+            if msg.error() is not None:
+                continue
+            key = (msg.topic() or "", msg.partition() or 0)
+            held = self._pending.get(key)
+            if held is None:
+                held = self._pending[key] = Pending(now + self._linger)
+            requests = _requests(msg)
+            held.offsets.append(msg.offset() or 0)
+            held.requests.extend(requests)
+            taken += len(requests)
+            if traced:
+                held.traces.extend(records.traceparents(msg.value() or b""))
+        return taken
+
+    def _forget(self, key: rounds.Key) -> None:
+        """Drop what was read of a partition and not decided (it is read again from its stored offset)."""
+        self._pending.pop(key, None)
+        if any((m.topic(), m.partition()) == key for m in self._unread):
+            self._unread = collections.deque(m for m in self._unread if (m.topic(), m.partition()) != key)
+
     def _fetch(self, timeout: float) -> list[confluent_kafka.Message]:
         """Up to batch_max records: waits at most `timeout` for the first one, then takes what is buffered
         (consume() alone would wait the whole timeout for a full batch)."""
@@ -236,10 +267,40 @@ class SalesWorker:
             return []
         return [first, *self._consumer.consume(num_messages=self._batch_max - 1, timeout=0)]
 
+    def _most(self) -> int:
+        """Requests a round may hold at most: batch_max for each partition held."""
+        return self._batch_max * max(1, len(self._assigned))
+
+    def _take_ready(self, now: float, queued: int) -> dict[rounds.Key, Pending]:
+        """The partitions' batches of the next round, taken out of the pending ones: all of them once they fill
+        the round's budget, else those full or due (due ones wait while more is buffered, up to _MAX_HOLD_S), the
+        longest waiting first, up to the budget of requests (whole records; at least one)."""
+        full = queued >= self._budget
+        drained = not self._unread and not self._more  # nothing more is buffered locally right now
+        due = sorted(
+            (held.due, key)
+            for key, held in self._pending.items()
+            if full
+            or len(held.requests) >= self._batch_max
+            or (drained and now >= held.due)
+            or now >= held.due + _MAX_HOLD_S
+        )
+        ready: dict[rounds.Key, Pending] = {}
+        room = self._budget
+        for _, key in due:
+            if room <= 0:
+                break
+            held = self._pending.pop(key)
+            ready[key], rest = split(held, room)
+            room -= len(ready[key].requests)
+            if rest is not None:
+                self._pending[key] = rest
+        return ready
+
     def _next_due(self) -> float:
         return min(held.due for held in self._pending.values())
 
-    def _decide_traced(self, ready: dict[rounds.Key, _Pending]) -> None:
+    def _decide_traced(self, ready: dict[rounds.Key, Pending]) -> None:
         """A round in a span linked to every request it decides (up to the SDK's link limit); the decisions'
         events carry the round's context."""
         links = tracing.links(t for held in ready.values() for t in held.traces)
@@ -252,7 +313,7 @@ class SalesWorker:
         with tracing.span("sales round", kind=tracing.CONSUMER, links=links, attributes=attributes):
             self._decide_round(ready)
 
-    def _decide_round(self, ready: dict[rounds.Key, _Pending]) -> None:
+    def _decide_round(self, ready: dict[rounds.Key, Pending]) -> None:
         """Decide the ready batches of every partition in one transaction, then publish them."""
         batches = {
             key: rounds.Ready(state.sale, state.published, tuple(held.offsets), tuple(held.requests))
@@ -266,12 +327,14 @@ class SalesWorker:
             topic, partition = result.key  # read that partition again from its stored offset; decide the others
             log.warning("re-reading a partition", extra={"topic": topic, "partition": partition, "at": result.expected})
             del batches[result.key]
-            self._pending.pop(result.key, None)
+            self._forget(result.key)
             self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, result.expected))
         else:
             return
         if result is None:
             return  # stopping undecided (nothing was stored: the next owner starts from the stored offsets)
+        if self.first_decided is None:
+            self.first_decided = time.perf_counter()
         committed = []
         for batch in result.batches:
             state = self._assigned[(batch.topic, batch.partition)]
@@ -316,6 +379,27 @@ class SalesWorker:
         self._publisher.republish(state.sale, topic, partition, state.published, end)
         state.republish = False
         state.published = max(state.published, end)
+
+
+def split(held: Pending, limit: int) -> tuple[Pending, Pending | None]:
+    """The whole records of a pending batch that hold at most `limit` requests (at least its first record), and
+    the records after them (None when nothing is left), both in log order."""
+    if len(held.requests) <= limit:
+        return held, None
+    cut = bisect.bisect_right(held.requests, held.requests[limit].offset - 1, key=_offset_of)
+    if cut == 0:  # the first record alone holds more than `limit`
+        cut = bisect.bisect_right(held.requests, held.requests[0].offset, key=_offset_of)
+    if cut == len(held.requests):
+        return held, None
+    last = held.requests[cut - 1].offset
+    records = bisect.bisect_right(held.offsets, last)
+    traces = held.traces[:cut], held.traces[cut:]
+    first = Pending(held.due, held.offsets[:records], held.requests[:cut], traces[0])
+    return first, Pending(held.due, held.offsets[records:], held.requests[cut:], traces[1])
+
+
+def _offset_of(request: ledger.Request) -> int:
+    return request.offset
 
 
 def _mark_published(published: list[tuple[str, int, int]], tx: database.Tx) -> None:
