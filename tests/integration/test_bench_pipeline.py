@@ -47,6 +47,11 @@ async def test_pipeline_decides_every_request_and_sells_exactly_the_stock(env: c
     _sells_out(result, TINY.purchases)
     assert result.notes["remaining"] == 0
     assert result.p99_ms is None
+    runs = result.notes["runs_per_s"]
+    assert isinstance(runs, list) and len(runs) == pipeline_decide.RUNS
+    assert sorted(runs)[len(runs) // 2] == round(result.rate_per_s)  # the median run
+    first = result.notes["first_decision_ms"]
+    assert isinstance(first, float) and first > 0
 
 
 async def test_an_oversold_or_lost_unit_fails_the_check(env: core.BenchEnv) -> None:

@@ -23,8 +23,9 @@ class Workload:
 
     `concurrency` is the number of concurrent purchasers for the database modes, `redis_connections` the
     redis-benchmark clients, `in_flight` the gRPC requests in flight. Sized by default for 2 cores.
-    Redis runs stock and purchases scaled up by the same factor to at least `redis_ceiling_requests`
-    (the same accept/reject mix, long enough for redis-benchmark to reach the server's ceiling).
+    Redis and the pipeline (c) run stock and purchases scaled up by the same factor to at least
+    `redis_ceiling_requests` (the same accept/reject mix, long enough for redis-benchmark to reach the server's
+    ceiling and for the pipeline's rate to be stable).
     """
 
     stock: int = 20_000
@@ -52,6 +53,15 @@ class Workload:
     def expected_accepted(self) -> int:
         """Purchases a correct design accepts: every one until the stock is gone."""
         return min(self.purchases, self.stock // self.quantity)
+
+
+def scaled(workload: Workload, at_least: int) -> Workload:
+    """The workload with stock, purchases and users multiplied by one factor to at least `at_least` purchases
+    (the same accept/reject mix)."""
+    factor = max(1, math.ceil(at_least / workload.purchases))
+    return dataclasses.replace(
+        workload, stock=workload.stock * factor, purchases=workload.purchases * factor, users=workload.users * factor
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,6 @@ import dataclasses
 import fcntl
 import io
 import logging
-import math
 import os
 import shutil
 import subprocess
@@ -150,10 +149,7 @@ def benchmark(server: RedisServer, sha: str, workload: core.Workload) -> BenchLi
 
 def scaled(workload: core.Workload) -> core.Workload:
     """The workload with stock and purchases multiplied by one factor to at least redis_ceiling_requests."""
-    factor = max(1, math.ceil(workload.redis_ceiling_requests / workload.purchases))
-    return dataclasses.replace(
-        workload, stock=workload.stock * factor, purchases=workload.purchases * factor, users=workload.users * factor
-    )
+    return core.scaled(workload, workload.redis_ceiling_requests)
 
 
 def measure(workload: core.Workload, work_dir: Path, script: str = SCRIPT) -> core.ModeResult:
