@@ -42,6 +42,9 @@ def test_loadtest_sells_exactly_the_stock_without_violations(tmp_path: Path) -> 
     assert report["offered_per_s"] > 0 and report["decided_per_s"] > 0 and report["accepted_per_s"] > 0
     assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
     assert 0 < report["max_stall_ms"] <= report["max_ms"]  # a stall is waited through by one request at least
+    used = report["cpu"]  # own platform: each part's CPU from the first send until every request was decided
+    assert used["cores"] >= 1 and used["window_s"] > 0
+    assert {"sales", "kafka", "loadtest"} <= set(used["seconds"]) and used["seconds"]["sales"] > 0
     assert round(sum(b["accepted_per_s"] for b in report["series"]) * report["bucket_ms"] / 1000) == report["accepted"]
     assert chart_path.read_bytes()[:8] == PNG_MAGIC
     assert chart_path.stat().st_size > 10_000

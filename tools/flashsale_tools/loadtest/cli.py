@@ -21,7 +21,7 @@ from rich import console as rich_console
 
 from flashsale.common import errors
 from flashsale.common import settings as settings_module
-from flashsale_tools.loadtest import chart, gateway, profile, report, runner
+from flashsale_tools.loadtest import chart, cpu, gateway, profile, report, runner
 from flashsale_tools.platform import mailcatcher
 from flashsale_tools.verify import reader, rules
 
@@ -230,7 +230,9 @@ def _execute(
             outcome, _ = gateway.run(own, terms, spec, con, **gateway_options)
             return outcome, f"own platform ({backend}) via gateway", terms
         target = runner.Target(settings.sales_addr, settings.product_addr, settings, wait_orders=True)
-        return runner.run(target, terms, spec, con, **options), f"own platform ({backend})", terms
+        meter = cpu.Meter({**platform.pids(), "loadtest": os.getpid()})  # every part runs on this machine
+        outcome = runner.run(target, terms, spec, con, **options, meter=meter)
+        return outcome, f"own platform ({backend})", terms
 
 
 def _checker_settings() -> settings_module.Settings:
@@ -283,7 +285,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"flashsale loadtest: {exc}", file=sys.stderr)
         return 2
     result = report.build(
-        _config(args, terms, target), outcome.summary, outcome.check, outcome.log, orders_settled=outcome.orders_settled
+        _config(args, terms, target),
+        outcome.summary,
+        outcome.check,
+        outcome.log,
+        orders_settled=outcome.orders_settled,
+        cpu=outcome.cpu,
     )
     path = Path(args.report)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from typing import Any
 from rich import console as rich_console
 from rich import table
 
-from flashsale_tools.loadtest import metrics, sender
+from flashsale_tools.loadtest import cpu, metrics, sender
 from flashsale_tools.verify import rules
 
 HEADLINE = (
@@ -39,9 +39,10 @@ def build(
     log: sender.SendLog,
     *,
     orders_settled: bool,
+    cpu: cpu.CpuUse | None = None,
 ) -> dict[str, Any]:
-    """The report as plain data: headline figures first, then counts, the unary sample, the series and
-    every row of the checker. `ok` is the checker's verdict."""
+    """The report as plain data: headline figures first, then counts, the unary sample, the CPU each process
+    used (own platform; None otherwise), the series and every row of the checker. `ok` is the checker's verdict."""
     unary = [u.latency_ms for u in log.unary if u.outcome != "pending"]
     undecided_taken = sum(1 for rid in log.first_sent if rid not in log.failed) - summary.decided
     return {
@@ -82,6 +83,7 @@ def build(
             "p99_ms": _round(metrics.percentile(unary, 99)),
         },
         "orders_settled": orders_settled,
+        "cpu": cpu.to_dict() if cpu is not None else None,
         "invariants": {v.name: v.count for v in check.violations},
         "checker": check.to_dict(),
         "bucket_ms": summary.bucket_ms,
@@ -107,6 +109,10 @@ def render(con: rich_console.Console, result: dict[str, Any]) -> None:
         grid.add_row(key, f"{result[key]:,}")
     grid.add_row("outcomes", ", ".join(f"{k} {v:,}" for k, v in result["outcomes"].items()))
     grid.add_row("unary p50/p99 ms", f"{result['unary']['p50_ms']:,.1f} / {result['unary']['p99_ms']:,.1f}")
+    used = result.get("cpu")
+    if used:
+        parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in used["seconds"].items())
+        grid.add_row(f"cpu s in {used['window_s']:.1f} s on {used['cores']} cores", parts)
     con.print(grid)
     checks = table.Table(title="Checker")
     checks.add_column("invariant")

@@ -16,7 +16,7 @@ from rich import progress
 from flashsale.common import timeutil
 from flashsale.common.settings import Settings
 from flashsale_api.v1 import product_pb2, product_pb2_grpc, sales_pb2, sales_pb2_grpc
-from flashsale_tools.loadtest import metrics, profile, sender
+from flashsale_tools.loadtest import cpu, metrics, profile, sender
 from flashsale_tools.verify import model, reader, rules
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class Outcome:
     check: rules.Report
     orders_settled: bool
     settle_s: float
+    cpu: cpu.CpuUse | None = None  # what each process used from the first send until every request was decided
 
 
 class LoadTestError(Exception):
@@ -158,8 +159,10 @@ async def drive(
     tick_ms: int,
     wait_ms: int,
     settle_timeout_s: float,
-) -> tuple[str, tuple[profile.Planned, ...], sender.SendLog]:
-    """Create the sale, send the load with a progress bar, and wait until every request is decided."""
+    meter: cpu.Meter | None = None,
+) -> tuple[str, tuple[profile.Planned, ...], sender.SendLog, cpu.CpuUse | None]:
+    """Create the sale, send the load with a progress bar, and wait until every request is decided (metering
+    the processes' CPU from the first send until then, when given a meter)."""
     async with (
         grpc.aio.insecure_channel(target.sales_addr, options=CHANNEL_OPTIONS) as sales_channel,
         grpc.aio.insecure_channel(target.product_addr, options=CHANNEL_OPTIONS) as product_channel,
@@ -177,6 +180,8 @@ async def drive(
         )
         opens = timeutil.from_timestamp(sale.starts_at)
         await asyncio.sleep(max(0.0, (opens - timeutil.now_ms()) / 1000 + 0.2))
+        if meter is not None:
+            meter.start()
         with bar(con) as shown:
             task = shown.add_task("sending", total=len(plan))
             send = sender.Sender(
@@ -194,7 +199,7 @@ async def drive(
                 )
             except grpc.aio.AioRpcError as exc:
                 raise LoadTestError(f"cannot read the sale's stats: {exc.code().name}: {exc.details()}") from exc
-        return sale.sale_id, plan, sent
+        return sale.sale_id, plan, sent, meter.stop() if meter is not None else None
 
 
 def run(
@@ -207,12 +212,18 @@ def run(
     wait_ms: int = 10_000,
     settle_timeout_s: float = 300.0,
     fairness_tolerance_ms: int = rules.DEFAULT_FAIRNESS_TOLERANCE_MS,
+    meter: cpu.Meter | None = None,
 ) -> Outcome:
     """The whole load test against a running platform."""
-    sale_id, plan, sent = asyncio.run(
-        drive(target, terms, spec, con, tick_ms=tick_ms, wait_ms=wait_ms, settle_timeout_s=settle_timeout_s)
+    sale_id, plan, sent, used = asyncio.run(
+        drive(
+            target, terms, spec, con, tick_ms=tick_ms, wait_ms=wait_ms, settle_timeout_s=settle_timeout_s, meter=meter
+        )
     )
-    return judge(target.settings, target.wait_orders, sale_id, plan, sent, con, settle_timeout_s, fairness_tolerance_ms)
+    outcome = judge(
+        target.settings, target.wait_orders, sale_id, plan, sent, con, settle_timeout_s, fairness_tolerance_ms
+    )
+    return dataclasses.replace(outcome, cpu=used)
 
 
 def judge(
