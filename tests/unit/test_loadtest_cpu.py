@@ -15,9 +15,9 @@ def test_ticks_are_user_plus_system_even_with_spaces_in_the_name() -> None:
 
 
 def test_the_meter_counts_each_part_over_the_window() -> None:
-    used: dict[int, list[float | None]] = {1: [10.0, 12.5], 2: [3.0, 3.25], 3: [1.0, None]}  # 3 exits meanwhile
+    readings = iter([{"sales": 10.0, "kafka": 3.0, "gone": 1.0}, {"sales": 12.5, "kafka": 3.25}])  # gone exits
     now = iter([100.0, 102.0])
-    meter = cpu.Meter({"sales": 1, "kafka": 2, "gone": 3}, read=lambda pid: used[pid].pop(0), clock=lambda: next(now))
+    meter = cpu.Meter({"sales": 1, "kafka": 2, "gone": 3}, read=lambda pids: next(readings), clock=lambda: next(now))
     meter.start()
     use = meter.stop()
     assert use.window_s == 2.0
@@ -29,6 +29,31 @@ def test_the_meter_counts_each_part_over_the_window() -> None:
 
 
 def test_a_process_missing_at_the_start_is_left_out() -> None:
-    meter = cpu.Meter({"never": 99}, read=lambda pid: None, clock=lambda: 0.0)
+    readings = iter([{}, {"late": 5.0}])
+    meter = cpu.Meter({"late": 99}, read=lambda pids: next(readings), clock=lambda: 0.0)
     meter.start()
     assert dict(meter.stop().seconds) == {}
+
+
+def _stat(pid: int, ppid: int, utime: int, stime: int, cutime: int = 0, cstime: int = 0) -> str:
+    return f"{pid} (post gres) S {ppid} 1 1 0 -1 0 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0 1 0 5 0 0"
+
+
+def test_a_process_tree_counts_its_running_descendants_and_what_they_reaped() -> None:
+    stats = {
+        10: _stat(10, 1, 5, 5),  # runuser
+        11: _stat(11, 10, 100, 20, cutime=30, cstime=10),  # the postmaster, which reaped backends
+        12: _stat(12, 11, 50, 7),  # a backend
+        13: _stat(13, 12, 1, 1),  # a grandchild
+        20: _stat(20, 1, 999, 999),  # another process
+    }
+    assert cpu.tree_ticks(stats, 10) == 10 + 160 + 57 + 2
+    assert cpu.tree_ticks(stats, 12) == 59
+    assert cpu.tree_ticks(stats, 10, apart={12}) == 10 + 160  # 12's subtree is counted under its own name
+    assert cpu.tree_ticks(stats, 99) is None
+
+
+def test_the_load_test_is_not_charged_for_its_children() -> None:
+    used = cpu.cpu_seconds({"me": os.getpid(), "init": 1})
+    assert used["me"] > 0
+    assert set(used) <= {"me", "init"}

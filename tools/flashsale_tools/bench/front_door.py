@@ -202,7 +202,7 @@ async def profile(
 ) -> tuple[ClosedLoop, Path]:
     """One more closed loop at IN_FLIGHT[0], every Python process of the platform sampled by py-spy meanwhile (not
     the measured run: sampling costs the processes some CPU); the summary file."""
-    python = {name: pid for name, pid in pids.items() if name != "kafka"}
+    python = {name: pid for name, pid in pids.items() if name not in ("kafka", "postgres")}
     loop, recorded = await asyncio.gather(
         closed_loop(url, path, tokens, IN_FLIGHT[0], pids), profiles.record(python, WARMUP_S + CLOSED_S, folder)
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -18,13 +18,46 @@ def ticks_of(stat: str) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
 
 
-def cpu_seconds(pid: int, proc: Path = PROC) -> float | None:
-    """CPU seconds a process has used so far; None when it is gone (or /proc has no such process)."""
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except OSError:
+def tree_ticks(stats: Mapping[int, str], root: int, apart: Set[int] = frozenset()) -> int | None:
+    """Clock ticks of a process and every descendant still running (PostgreSQL's backends, a wrapper's child),
+    with what each reaped of its children (cutime, cstime), leaving out the subtrees of the processes `apart`
+    (counted on their own); None when `root` is not among `stats`."""
+    if root not in stats:
         return None
-    return ticks_of(stat) / os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for pid, stat in stats.items():
+        children.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(pid)  # ppid: field 4
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        fields = stats[pid].rpartition(")")[2].split()
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        todo.extend(child for child in children.get(pid, ()) if child not in apart)
+    return total
+
+
+def _stats(proc: Path) -> dict[int, str]:
+    found = {}
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
+def cpu_seconds(pids: Mapping[str, int], proc: Path = PROC) -> dict[str, float]:
+    """CPU seconds each named process and its descendants have used so far (a named process's own subtree is
+    counted under its name only: the load test's children are the platform's parts); a process gone is left out."""
+    stats = _stats(proc)
+    roots = set(pids.values())
+    found = {}
+    for name, pid in pids.items():
+        ticks = tree_ticks(stats, pid, roots - {pid})
+        if ticks is not None:
+            found[name] = ticks / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +88,7 @@ class Meter:
     def __init__(
         self,
         pids: Mapping[str, int],
-        read: Callable[[int], float | None] = cpu_seconds,
+        read: Callable[[Mapping[str, int]], dict[str, float]] = cpu_seconds,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pids = dict(pids)
@@ -67,14 +100,11 @@ class Meter:
     def start(self) -> None:
         """Note every process's CPU time now."""
         self._began = self._clock()
-        self._start = {name: used for name, pid in self._pids.items() if (used := self._read(pid)) is not None}
+        self._start = self._read(self._pids)
 
     def stop(self) -> CpuUse:
-        """The CPU each process used since start() (a process gone meanwhile is left out)."""
+        """The CPU each process used since start() (a process missing at either end is left out)."""
         window = self._clock() - self._began
-        seconds = {}
-        for name, before in self._start.items():
-            after = self._read(self._pids[name])
-            if after is not None:
-                seconds[name] = after - before
+        now = self._read(self._pids)
+        seconds = {name: now[name] - before for name, before in self._start.items() if name in now}
         return CpuUse(window, os.cpu_count() or 1, seconds)

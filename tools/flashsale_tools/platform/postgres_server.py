@@ -101,6 +101,11 @@ class PostgresServer:
         return f"postgresql://postgres@{self.host}:{self.port}/{database}"
 
     @property
+    def pid(self) -> int | None:
+        """The process id of what was started (the postmaster, or the wrapper running it as postgres) while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the postmaster process is alive."""
         return self._proc is not None and self._proc.poll() is None

@@ -56,10 +56,13 @@ class LocalPlatform:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def pids(self) -> dict[str, int]:
-        """The process id of every running part: each service, and the Kafka broker as "kafka"."""
+        """The process id of every running part: each service, the Kafka broker as "kafka" and PostgreSQL, when
+        it stores, as "postgres"."""
         found = {name: proc.pid for name, proc in self._procs.items() if proc.poll() is None}
         if self.kafka.pid is not None:
             found["kafka"] = self.kafka.pid
+        if self.postgres is not None and self.postgres.pid is not None:
+            found["postgres"] = self.postgres.pid
         return found
 
     @property
