@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from flashsale_tools.loadtest import cpu
 
@@ -54,6 +56,19 @@ def test_a_process_tree_counts_its_running_descendants_and_what_they_reaped() ->
 
 
 def test_the_load_test_is_not_charged_for_its_children() -> None:
-    used = cpu.cpu_seconds({"me": os.getpid(), "init": 1})
-    assert used["me"] > 0
-    assert set(used) <= {"me", "init"}
+    # a child that burns about half a second of CPU, then waits (alive) until its stdin closes
+    burn = (
+        "import sys, time\n"
+        "end = time.process_time() + 0.5\n"
+        "while time.process_time() < end: pass\n"
+        "print(flush=True)\n"
+        "sys.stdin.read()"
+    )
+    with subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
+        assert child.stdout is not None and child.stdin is not None
+        child.stdout.readline()  # it has burnt its CPU
+        alone = cpu.cpu_seconds({"me": os.getpid()})
+        apart = cpu.cpu_seconds({"me": os.getpid(), "child": child.pid})
+        child.stdin.close()
+    assert apart["child"] >= 0.4
+    assert alone["me"] - apart["me"] >= 0.4  # counted under its own name only, not again under its parent's
