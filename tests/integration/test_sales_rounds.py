@@ -8,9 +8,11 @@ not waited for.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from test_sales_service import running, sale_request
@@ -18,7 +20,7 @@ from test_sales_service import running, sale_request
 from flashsale.common import database, outbox, timeutil, topics
 from flashsale.common.settings import Settings
 from flashsale.order import repository as order_repository
-from flashsale.sales import domain, ledger, partitioning, rounds, sale_store
+from flashsale.sales import decision_store, domain, ledger, partitioning, rounds, sale_store
 from flashsale_api.v1 import sales_pb2
 from flashsale_tools.verify import model, reader, rules
 
@@ -95,3 +97,91 @@ async def test_two_short_partitions_of_one_round_take_the_stock_left_outside_it(
         assert [outcomes[u] for u in late] == [model.ACCEPTED, model.ACCEPTED]
         assert sorted(outcomes.values()).count(model.ACCEPTED) == 8 and report.remaining == 0
         assert [d.outcome for d in third.batches[0].made] == [domain.Outcome.SOLD_OUT]
+
+
+def _lock_waiters(db: database.Database) -> int:
+    """PostgreSQL backends waiting for another transaction's lock (0 on SQLite, whose writers queue in-process)."""
+    if db.dialect != "postgres":
+        return 0
+    row = db.run_sync(lambda tx: tx.fetchone("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+    return int(row[0]) if row else 0
+
+
+class _Warnings(logging.Handler):
+    """The messages of the warnings a logger emitted (the service's logging does not propagate to pytest's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+async def test_a_request_id_another_sale_decides_meanwhile_keeps_its_first_decision(backend_settings: Settings) -> None:
+    """The same request id reaches a round of sale B while a writer of sale A has stored it and not committed: the
+    round cannot see it yet, its bulk insert waits for that writer and is refused once it commits (on PostgreSQL,
+    the hash exclusion constraint), and the round decided again answers with A's decision and sells nothing."""
+    settings = backend_settings.model_copy(update={"sales_worker": False})
+    async with running(settings) as p:
+        ids = [(await p.sales.CreateSale(sale_request(p.product_id, stock=8))).sale_id for _ in range(2)]
+        db = database.open_database(p.settings, "sales")
+        try:
+            first, second = (db.run_sync(lambda tx, s=s: sale_store.get(tx, s)) for s in ids)
+            assert first is not None and second is not None
+            user, now = f"user-{uuid.uuid4().hex[:8]}", timeutil.now_ms()
+            twice = ledger.Request(uuid.uuid4().hex, user, 1, now, 0)
+            stored, release = threading.Event(), threading.Event()
+
+            def sale_a_writer() -> None:
+                with db.transaction() as tx:
+                    row = (twice.request_id, first.sale_id, user, 1, "sold_out", "", now, 0, 0, now)
+                    decision_store.insert(
+                        tx, db.dialect, first.sale_id, [decision_store.Batch(0, 0, 1, now)], [row], True
+                    )
+                    stored.set()
+                    release.wait(60)
+
+            writer = threading.Thread(target=sale_a_writer)
+            writer.start()
+            assert stored.wait(30)
+            outcome: list[rounds.Committed | rounds.Gap | None] = []
+            topic = topics.request_topic(second.sale_id)
+            ready = {(topic, 0): rounds.Ready(second, 0, (0,), (twice,))}
+            deciding = threading.Thread(
+                target=lambda: outcome.append(rounds.Rounds(db).decide(ready, threading.Event()))
+            )
+            warned, logger = _Warnings(), logging.getLogger(rounds.__name__)
+            logger.addHandler(warned)
+            try:
+                deciding.start()
+                if db.dialect == "postgres":  # the round's insert waits on the writer's uncommitted id
+                    assert _wait_until(lambda: _lock_waiters(db) > 0), "the round's insert never waited"
+                release.set()
+                writer.join(30)
+                deciding.join(60)
+            finally:
+                logger.removeHandler(warned)
+            (result,) = outcome
+            assert isinstance(result, rounds.Committed), result
+            (batch,) = result.batches
+            assert batch.made == ()
+            assert [(d.sale_id, d.outcome) for d in batch.earlier] == [(first.sale_id, domain.Outcome.SOLD_OUT)]
+            if db.dialect == "postgres":
+                assert "bulk insert conflict; deciding again" in warned.messages
+            again = db.run_sync(lambda tx: sale_store.get(tx, second.sale_id))
+            assert again is not None and again.remaining == 8
+            stored_rows = db.run_sync(lambda tx: decision_store.get(tx, twice.request_id))
+            assert stored_rows is not None and stored_rows.sale_id == first.sale_id
+        finally:
+            db.close()
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    """Poll `condition` every 20 ms until it holds or `timeout_s` passed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,7 +1,9 @@
 """Storage behind one interface: a SQLite adapter (the default) and a PostgreSQL adapter.
 
 SQL is written once with `?` placeholders and portable types; migrations may use `{serial_pk}`
-for an auto-increment primary key and `{blob}` for bytes. Work runs in a worker thread, one transaction per call.
+for an auto-increment primary key and `{blob}` for bytes, and a migration may be a script per dialect
+where the engines differ (an index method, a constraint SQLite cannot alter). Work runs in a worker thread,
+one transaction per call.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import contextvars
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Row = tuple[Any, ...]
 Params = Sequence[Any]
+Migration = str | Mapping[str, str]  # one script, or one per dialect ("sqlite", "postgres")
 
 
 class Tx(Protocol):
@@ -51,7 +54,7 @@ class Tx(Protocol):
         ...
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Params]) -> None:
-        """Insert rows in bulk (COPY on PostgreSQL); Conflict when a row breaks a unique constraint (the
+        """Insert rows in bulk (COPY on PostgreSQL); Conflict when a row breaks a unique or exclusion constraint (the
         transaction is then spoiled: let it roll back)."""
         ...
 
@@ -77,7 +80,7 @@ class Database(abc.ABC):
     def transaction(self) -> contextlib.AbstractContextManager[Tx]:
         """Open a transaction committed on success, rolled back on error."""
 
-    def migrate(self, migrations: Sequence[str]) -> None:
+    def migrate(self, migrations: Sequence[Migration]) -> None:
         """Apply the migrations not applied yet, in order, each in its own transaction."""
         with self.transaction() as tx:
             self._lock_migrations(tx)  # CREATE TABLE IF NOT EXISTS races with a concurrent one on PostgreSQL
@@ -87,7 +90,8 @@ class Database(abc.ABC):
                 self._lock_migrations(tx)
                 if tx.fetchone("SELECT version FROM schema_migrations WHERE version = ?", (version,)):
                     continue
-                for statement in script.format(serial_pk=self.serial_pk, blob=self.blob).split(";"):
+                text = script if isinstance(script, str) else script[self.dialect]
+                for statement in text.format(serial_pk=self.serial_pk, blob=self.blob).split(";"):
                     if statement.strip():
                         tx.execute(statement)
                 tx.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
@@ -213,7 +217,7 @@ class _PostgresTx:
             with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-        except psycopg.errors.UniqueViolation as exc:
+        except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation) as exc:
             raise Conflict(str(exc)) from exc
 
 

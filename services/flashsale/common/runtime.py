@@ -94,7 +94,7 @@ def _started(consumer: kafka.EventConsumer) -> Callable[[], Coroutine[Any, Any, 
 
 
 def build_runtime(
-    name: str, settings: Settings, address: str, service_names: Sequence[str], migrations: Sequence[str]
+    name: str, settings: Settings, address: str, service_names: Sequence[str], migrations: Sequence[database.Migration]
 ) -> ServiceRuntime:
     """Configure logging and traces, open and migrate the database, connect Kafka and create the gRPC server."""
     logs.configure_logging(name, settings.log_level, settings.log_format)

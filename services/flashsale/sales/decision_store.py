@@ -1,7 +1,10 @@
-"""SQL of the decisions table: the first decision of every request id, with where it sat in the log."""
+"""SQL of the decisions table (the first decision of every request id, with where it sat in the log) and of
+decision_batches (one row per partition batch of a round: its log offsets and when it was decided, which is how a
+batch's decisions are found again)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from flashsale.common import database
@@ -41,11 +44,6 @@ def get(tx: database.Tx, request_id: str) -> domain.Decision | None:
     return _decision(row) if row else None
 
 
-def any_for_sale(tx: database.Tx, sale_id: str) -> bool:
-    """True once a request of the sale was decided."""
-    return tx.fetchone("SELECT 1 FROM decisions WHERE sale_id = ? LIMIT 1", (sale_id,)) is not None
-
-
 def decided_ids(tx: database.Tx, dialect: str, request_ids: Sequence[str]) -> set[str]:
     """Which of these request ids have a decision already (of any sale)."""
     if dialect == "postgres":
@@ -60,15 +58,32 @@ def decided_ids(tx: database.Tx, dialect: str, request_ids: Sequence[str]) -> se
     return found
 
 
-def insert(tx: database.Tx, dialect: str, rows: Sequence[Row], bulk: bool) -> None:
-    """Store decisions: by COPY on PostgreSQL when `bulk` (database.Conflict when a request id has a row
-    already, which spoils the transaction), else row by row skipping request ids decided already."""
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """A partition's batch of one round: the log offsets [start, end) it decided, and its decided_at."""
+
+    partition: int
+    start: int
+    end: int
+    decided_at: int
+
+
+def insert(
+    tx: database.Tx, dialect: str, sale_id: str, batches: Sequence[Batch], rows: Sequence[Row], bulk: bool
+) -> None:
+    """Store a round's decisions of a sale and its batches: by COPY on PostgreSQL when `bulk` (database.Conflict
+    when a request id has a row already, which spoils the transaction), else row by row skipping request ids
+    decided already."""
+    tx.executemany(
+        "INSERT INTO decision_batches (sale_id, partition, start_offset, end_offset, decided_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(sale_id, b.partition, b.start, b.end, b.decided_at) for b in batches],
+    )
     if dialect == "postgres" and bulk:
         tx.copy_rows("decisions", FIELDS, rows)
         return
     tx.executemany(
-        f"INSERT INTO decisions ({', '.join(FIELDS)}) VALUES ({sql.marks(len(FIELDS))}) "
-        "ON CONFLICT (request_id) DO NOTHING",
+        f"INSERT INTO decisions ({', '.join(FIELDS)}) VALUES ({sql.marks(len(FIELDS))}) ON CONFLICT DO NOTHING",
         rows,
     )
 
@@ -76,20 +91,26 @@ def insert(tx: database.Tx, dialect: str, rows: Sequence[Row], bulk: bool) -> No
 def between(
     tx: database.Tx, sale_id: str, partition: int, start: int, end: int
 ) -> list[tuple[str, str, int, str, str, int]]:
-    """(request_id, user_id, quantity, outcome, reservation_id, decided_at) decided from log offsets [start, end)."""
-    rows = tx.fetchall(
-        "SELECT request_id, user_id, quantity, outcome, reservation_id, decided_at FROM decisions "
-        "WHERE sale_id = ? AND partition = ? AND log_offset >= ? AND log_offset < ? ORDER BY log_offset",
-        (sale_id, partition, start, end),
-    )
-    return [(str(a), str(b), int(c), str(d), str(e), int(f)) for a, b, c, d, e, f in rows]
-
-
-def counts(tx: database.Tx, sale_id: str) -> tuple[int, int]:
-    """(accepted, rejected) requests of a sale."""
-    row = tx.fetchone(
-        "SELECT COALESCE(SUM(CASE WHEN outcome = ? THEN 1 ELSE 0 END), 0), COUNT(*) FROM decisions WHERE sale_id = ?",
-        (domain.Outcome.ACCEPTED.value, sale_id),
-    )
-    accepted, total = (int(row[0]), int(row[1])) if row else (0, 0)
-    return accepted, total - accepted
+    """(request_id, user_id, quantity, outcome, reservation_id, decided_at) decided from log offsets [start, end),
+    in log order: the batches that overlap the range say when they were decided, and that finds their rows."""
+    times = [
+        int(row[0])
+        for row in tx.fetchall(
+            "SELECT DISTINCT decided_at FROM decision_batches "
+            "WHERE sale_id = ? AND partition = ? AND end_offset > ? AND start_offset < ?",
+            (sale_id, partition, start, end),
+        )
+    ]
+    found: list[database.Row] = []
+    for chunk in range(0, len(times), sql.CHUNK):
+        at = times[chunk : chunk + sql.CHUNK]
+        found.extend(
+            tx.fetchall(
+                "SELECT request_id, user_id, quantity, outcome, reservation_id, decided_at, log_offset FROM decisions "
+                f"WHERE decided_at IN ({sql.marks(len(at))}) AND sale_id = ? AND partition = ? "
+                "AND log_offset >= ? AND log_offset < ?",
+                (*at, sale_id, partition, start, end),
+            )
+        )
+    found.sort(key=lambda row: int(row[6]))  # stable: a record's purchases keep the order they were stored in
+    return [(str(a), str(b), int(c), str(d), str(e), int(f)) for a, b, c, d, e, f, _ in found]

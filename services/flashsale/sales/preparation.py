@@ -12,7 +12,6 @@ import dataclasses
 
 from flashsale.common import database, errors, outbox, topics
 from flashsale.sales import (
-    decision_store,
     domain,
     messages,
     partitioning,
@@ -53,7 +52,7 @@ class Preparation:
             current = stock_store.split_of(tx, sale_id)
             if current is not None and (len(current.partitions), current.reserve) == (partitions, reserve):
                 return current
-            if decision_store.any_for_sale(tx, sale_id):
+            if current is not None and any(p.decided for p in current.partitions):
                 raise errors.FailedPrecondition("requests were decided already; the split cannot change", "partitions")
             stock_store.store_split(tx, sale_id, shares, reserve)
             sale_store.set_split(tx, sale_id, partitions, reserve)

@@ -115,6 +115,12 @@ def status(tx: database.Tx, reservation_id: str) -> domain.ReservationStatus | N
     return domain.ReservationStatus(row[0]) if row else None
 
 
+def count(tx: database.Tx, sale_id: str) -> int:
+    """Reservations of a sale, whatever their status (one per accepted decision)."""
+    row = tx.fetchone("SELECT COUNT(*) FROM reservations WHERE sale_id = ?", (sale_id,))
+    return int(row[0]) if row else 0
+
+
 def totals(tx: database.Tx, sale_id: str) -> tuple[int, int]:
     """(held, released) units of a sale: reserved or confirmed, and given back."""
     row = tx.fetchone(

@@ -255,7 +255,7 @@ class Rounds:
             pool -= decision.drawn
         ends = {p: max(parts[p].offsets[-1] + 1, starts[p]) for p in parts}
         now = self._clock()  # decided_at: when the round is written, just before its commit
-        made = self._store(tx, sale, topic, parts, batches, ends, now, bulk)
+        made = self._store(tx, sale, topic, parts, batches, starts, ends, now, bulk)
         duplicates = [r for b in batches.values() for r in b.duplicates]
         earlier = {d.request_id: d for d in (decision_store.get(tx, r.request_id) for r in duplicates) if d}
         left = stock_store.total_remaining(tx, sale.sale_id)
@@ -282,6 +282,7 @@ class Rounds:
         topic: str,
         parts: Mapping[int, Ready],
         batches: Mapping[int, ledger.BatchDecision],
+        starts: Mapping[int, int],
         ends: Mapping[int, int],
         now: int,
         bulk: bool,
@@ -290,7 +291,7 @@ class Rounds:
         decisions and their requests' log-append times."""
         dialect = self._db.dialect
         accepted = [v.request.request_id for b in batches.values() for v in b.verdicts if v.outcome is _ACCEPTED]
-        ids = dict(zip(accepted, _reservation_ids(len(accepted)), strict=True))
+        ids = dict(zip(accepted, _reservation_ids(now, len(accepted)), strict=True))
         changes = [stock_store.Change(p, b.drawn, b.taken, len(b.verdicts)) for p, b in batches.items()]
         stock_store.take(tx, dialect, sale.sale_id, changes)
         rows: list[decision_store.Row] = []
@@ -311,7 +312,8 @@ class Rounds:
                 )
             newly.update(b.held)
             made[p] = tuple(decisions), tuple(v.request.arrived_at for v in b.verdicts)
-        decision_store.insert(tx, dialect, rows, bulk)
+        stored = [decision_store.Batch(p, starts[p], ends[p], now) for p in sorted(batches) if batches[p].verdicts]
+        decision_store.insert(tx, dialect, sale.sale_id, stored, rows, bulk)
         reservation_store.insert(tx, dialect, reserved, bulk)
         reservation_store.add_holdings(tx, dialect, sale.sale_id, newly)
         offsets = [offset_store.Offsets(p, ends[p], parts[p].published) for p in sorted(batches)]
@@ -338,10 +340,14 @@ class Rounds:
             )
 
 
-def _reservation_ids(count: int) -> list[str]:
-    """`count` new random reservation ids (32 hex digits, like a UUID's), from one read of the OS's randomness."""
-    drawn = os.urandom(16 * count).hex()
-    return [drawn[i : i + 32] for i in range(0, 32 * count, 32)]
+def _reservation_ids(now: int, count: int) -> list[str]:
+    """`count` new reservation ids of 32 hex digits, time-ordered as a UUIDv7 is (no version bits): the round's
+    millisecond time (48 bits), the id's place in the round (32), 64 random bits from one read of the OS's
+    randomness. Ids made later sort later, so the reservations' primary key grows at its right edge instead of
+    touching a random page per reservation."""
+    drawn = os.urandom(8 * count).hex()
+    head = f"{now & 0xFFFF_FFFF_FFFF:012x}"
+    return [f"{head}{i & 0xFFFF_FFFF:08x}{drawn[16 * i : 16 * i + 16]}" for i in range(count)]
 
 
 def _terms(sale: domain.Sale) -> ledger.Terms:

@@ -15,7 +15,6 @@ from typing import NamedTuple
 from flashsale.common import database, errors, outbox, timeutil, topics
 from flashsale.sales import (
     catalog,
-    decision_store,
     domain,
     ingress,
     messages,
@@ -40,7 +39,7 @@ class _Counted(NamedTuple):
     split: stock_store.Split | None
     committed: dict[int, int]  # next offset to decide, by partition
     holdings: tuple[int, int]  # (held, released) units
-    requests: tuple[int, int]  # (accepted, rejected) requests
+    accepted: int  # requests accepted (the rest of the partitions' decided were refused)
 
 
 class SalesService:
@@ -177,12 +176,13 @@ class SalesService:
                 stock_store.split_of(tx, sale_id),
                 offset_store.all_of(tx, topic),
                 reservation_store.totals(tx, sale_id),
-                decision_store.counts(tx, sale_id),
+                reservation_store.count(tx, sale_id),
             )
 
-        sale, found, committed, (held, released), (accepted, rejected) = await self._db.run(work)
+        sale, found, committed, (held, released), accepted = await self._db.run(work)
         if sale is None or found is None:
             raise errors.NotFound("no such sale", "sale_id")
+        rejected = sum(p.decided for p in found.partitions) - accepted
         ends = await asyncio.to_thread(self._topics.ends, topic)  # a topic made by the operator may have fewer yet
         parts = tuple(
             domain.PartitionStats(
