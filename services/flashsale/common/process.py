@@ -1,5 +1,6 @@
 """The entry point every Flashsale process shares: its settings are read once, a bad value ends the process with
-exit status 2 and a message naming the variable, then it serves until SIGTERM / SIGINT."""
+exit status 2 and a message naming the variable, the garbage collector is tuned (collector), then it serves until
+SIGTERM / SIGINT."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from flashsale.common import settings
+from flashsale.common import collector, settings
 
 T = TypeVar("T")
 CONFIG_ERROR_STATUS = 2
@@ -25,6 +26,7 @@ def main(
     A ConfigError, while loading or while wiring the process, exits with status 2 naming the variable."""
     try:
         config = load()
+        collector.tune()
         run(serve(config))
     except settings.ConfigError as exc:
         print(f"flashsale {name}: configuration error: {exc}", file=sys.stderr)

@@ -137,10 +137,11 @@ async def run(workload: core.Workload, env: core.BenchEnv, batch_max: int = 5000
 
 
 async def _one(workload: core.Workload, env: core.BenchEnv, batch_max: int, k: int) -> tuple[core.ModeResult, Decided]:
-    """One run on a fresh sale and database: preload, decide everything, check the tables."""
+    """One run on a fresh sale and database: preload, checkpoint, decide everything, check the tables."""
     (sale,) = await sale_fixture.prepare(workload, env, f"bench_pipeline_{k}")
     try:
         await asyncio.to_thread(sale_fixture.preload, sale, workload)
+        await asyncio.to_thread(env.postgres().checkpoint)  # the runs before this one do not flush during it
         timed = await asyncio.to_thread(decide_all, sale, workload.purchases, batch_max)
         found = await asyncio.to_thread(sale_fixture.counts, sale)
     finally:

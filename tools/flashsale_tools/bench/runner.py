@@ -19,6 +19,7 @@ from pathlib import Path
 from rich import console as rich_console
 from rich import table
 
+from flashsale.common import collector
 from flashsale_tools.bench import core, registry, report
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def run_cli(args: argparse.Namespace) -> int:
     except ValueError as exc:
         con.print(f"[red]bad argument[/red]: {exc}")
         return 2
+    collector.tune()  # the modes that run Flashsale's code in this process run it as its processes do
     results, failures = asyncio.run(_measure(workload, modes, args, con))
     render(con, workload, results, failures, {mode.letter for mode in registry.MODES})
     path = Path(args.report)

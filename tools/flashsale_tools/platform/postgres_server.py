@@ -270,6 +270,12 @@ class PostgresServer:
             if exists is None:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
+    def checkpoint(self) -> None:
+        """Write every dirty page out now (CHECKPOINT), so what was written so far is not flushed during what
+        comes next."""
+        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+
     def create_database(self, name: str) -> str:
         """Create a fresh, empty database ``name`` (dropping any existing one) and return its DSN."""
         if not _DB_NAME_RE.match(name):
