@@ -1,9 +1,9 @@
-"""SQL of what buyers hold: reservations (one per accepted decision) and user_counters (units each user holds
-in a sale, reserved or confirmed)."""
+"""SQL of what buyers hold: reservations, one per accepted decision. What a user holds in a sale is the sum of
+their reservations not released (an index by sale and user finds them)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from flashsale.common import database
 from flashsale.sales import domain, sql
@@ -20,7 +20,6 @@ FIELDS = (
     "partition",
 )
 Row = tuple[str, str, str, str, int, str, int, int, int]  # FIELDS, in order
-_UPSERT_COUNTER = "ON CONFLICT (sale_id, user_id) DO UPDATE SET qty = user_counters.qty + excluded.qty"
 
 
 def insert(tx: database.Tx, dialect: str, rows: Sequence[Row], bulk: bool) -> None:
@@ -36,47 +35,24 @@ def insert(tx: database.Tx, dialect: str, rows: Sequence[Row], bulk: bool) -> No
 
 
 def held(tx: database.Tx, dialect: str, sale_id: str, users: Sequence[str]) -> dict[str, int]:
-    """Units each of these users holds in the sale."""
+    """Units each of these users holds in the sale (reserved or confirmed)."""
+    released = domain.ReservationStatus.RELEASED.value
     if dialect == "postgres":
         rows = tx.fetchall(
-            f"SELECT user_id, qty FROM user_counters WHERE sale_id = ? AND user_id = ANY({sql.TEXTS})",
-            (sale_id, sql.texts(users)),
+            "SELECT user_id, SUM(quantity) FROM reservations "
+            f"WHERE sale_id = ? AND user_id = ANY({sql.TEXTS}) AND status <> ? GROUP BY user_id",
+            (sale_id, sql.texts(users), released),
         )
         return {str(u): int(q) for u, q in rows}
     found: dict[str, int] = {}
     for chunk in sql.chunks(users):
         rows = tx.fetchall(
-            f"SELECT user_id, qty FROM user_counters WHERE sale_id = ? AND user_id IN ({sql.marks(len(chunk))})",
-            (sale_id, *chunk),
+            "SELECT user_id, SUM(quantity) FROM reservations "
+            f"WHERE sale_id = ? AND user_id IN ({sql.marks(len(chunk))}) AND status <> ? GROUP BY user_id",
+            (sale_id, *chunk, released),
         )
         found.update({str(u): int(q) for u, q in rows})
     return found
-
-
-def add_holdings(tx: database.Tx, dialect: str, sale_id: str, newly: Mapping[str, int]) -> None:
-    """Add units newly reserved to each user's counter."""
-    if not newly:
-        return
-    users = list(newly)
-    if dialect == "postgres":
-        tx.execute(
-            "INSERT INTO user_counters (sale_id, user_id, qty) SELECT ?::text, u, q "
-            f"FROM unnest({sql.TEXTS}, {sql.INTS}) AS t(u, q) {_UPSERT_COUNTER}",
-            (sale_id, sql.texts(users), sql.ints(newly[u] for u in users)),
-        )
-        return
-    tx.executemany(
-        f"INSERT INTO user_counters (sale_id, user_id, qty) VALUES (?, ?, ?) {_UPSERT_COUNTER}",
-        [(sale_id, user, newly[user]) for user in users],
-    )
-
-
-def take_from_counter(tx: database.Tx, sale_id: str, user_id: str, quantity: int) -> None:
-    """Give back quantity to a user's allowance (a released purchase)."""
-    tx.execute(
-        "UPDATE user_counters SET qty = qty - ? WHERE sale_id = ? AND user_id = ? AND qty >= ?",
-        (quantity, sale_id, user_id, quantity),
-    )
 
 
 def mark_released(tx: database.Tx, reservation_id: str, reason: str, now: int) -> tuple[str, str, int, int] | None:

@@ -235,15 +235,13 @@ class SalesService:
 
 
 def release_stock(tx: database.Tx, reservation_id: str, reason: str, now: int) -> domain.Release | None:
-    """Give a still-reserved reservation's stock back to its partition and its buyer; None when nothing to do.
-
-    The partition row before the user's counter: the order a round locks them in (no deadlock with it)."""
+    """Give a still-reserved reservation's stock back to its partition and its buyer (a released reservation no
+    longer counts towards what they hold); None when nothing to do."""
     held = reservation_store.mark_released(tx, reservation_id, reason, now)
     if held is None:
         return None
-    sale_id, user_id, quantity, partition = held
+    sale_id, _, quantity, partition = held
     stock_store.give_back(tx, sale_id, partition, quantity)
-    reservation_store.take_from_counter(tx, sale_id, user_id, quantity)
     sale = sale_store.get(tx, sale_id)
     if sale is None:
         raise LookupError(f"sale {sale_id} vanished")
