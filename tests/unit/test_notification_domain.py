@@ -109,7 +109,7 @@ def test_unusable_decisions_are_permanent_errors() -> None:
 
 def test_live_handler_publishes_each_decision_and_never_the_verification() -> None:
     published: list[domain.Notification] = []
-    handle = consumers.LiveHandler(published.append)
+    handle = consumers.LiveHandler(published.extend)
     handle(_decided(_batch()))
     assert [(n.notification_id, n.user_id) for n in published] == [
         ("decision-r1", "ann"),
@@ -124,6 +124,61 @@ def test_live_handler_publishes_each_decision_and_never_the_verification() -> No
     handle(_decided(malformed))  # skipped here, dead-lettered by the delivery consumer
     handle(events.envelope("sale.created", "s1", events_pb2.SaleCreated(sale_id="s1"), "test"))
     assert published == []
+
+
+class _Watching:
+    """An audience of the given users."""
+
+    def __init__(self, *users: str) -> None:
+        self.users = set(users)
+
+    def anyone(self) -> bool:
+        return bool(self.users)
+
+    def watches(self, user_id: str) -> bool:
+        return user_id in self.users
+
+
+def test_live_handler_publishes_an_events_notifications_for_the_subscribed_users_at_once() -> None:
+    calls: list[list[domain.Notification]] = []
+    consumers.LiveHandler(calls.append, _Watching("bob"))(_decided(_batch()))
+    assert [[n.notification_id for n in notes] for notes in calls] == [["decision-r2"]]
+    calls.clear()
+    consumers.LiveHandler(calls.append, _Watching("carol"))(_decided(_batch()))
+    assert calls == []  # nobody of the event is subscribed: nothing to hand over
+
+
+def test_live_handler_reads_nothing_while_nobody_is_subscribed(monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+    interpret = messages.interpret
+
+    def reading(env: events_pb2.EventEnvelope) -> list[domain.Incoming]:
+        read.append(env.type)
+        return interpret(env)
+
+    monkeypatch.setattr(messages, "interpret", reading)
+    calls: list[list[domain.Notification]] = []
+    consumers.LiveHandler(calls.append, _Watching())(_decided(_batch()))
+    assert (read, calls) == ([], [])
+    consumers.LiveHandler(calls.append, _Watching("ann"))(_decided(_batch()))
+    assert read == [topics.PURCHASES_DECIDED] and len(calls) == 1
+
+
+def test_the_delivery_handler_checks_decisions_and_delivers_none() -> None:
+    class _Refusing:
+        def deliver(self, incoming: domain.Incoming) -> None:
+            raise AssertionError(f"delivered {incoming}")
+
+    handle = consumers.deliveries(_Refusing())  # type: ignore[arg-type]
+    handle(_decided(_batch()))
+    bad_user = _batch()
+    bad_user.user_ids[1] = "bad id!"
+    with pytest.raises(errors.PermanentEventError, match="user_id"):
+        handle(_decided(bad_user))
+    short = _batch()
+    del short.reasons[-1]
+    with pytest.raises(errors.PermanentEventError, match="different lengths"):
+        handle(_decided(short))
 
 
 def test_money_formatting() -> None:

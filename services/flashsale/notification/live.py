@@ -65,6 +65,14 @@ class Hub:
         if not subs:
             del self._subscribers[sub.user_id]
 
+    def anyone(self) -> bool:
+        """True while a subscription is open (safe from any thread: one read of the subscribers' map)."""
+        return bool(self._subscribers)
+
+    def watches(self, user_id: str) -> bool:
+        """True while the user has a subscription open (safe from any thread, like anyone)."""
+        return user_id in self._subscribers
+
     def subscriber_count(self) -> int:
         """How many subscriptions are open."""
         return sum(len(subs) for subs in self._subscribers.values())
@@ -81,10 +89,18 @@ class Hub:
 
     def publish_threadsafe(self, note: domain.Notification) -> None:
         """Publish from another thread (the consumer's); a no-op once the loop is closed."""
+        self.publish_all_threadsafe([note])
+
+    def publish_all_threadsafe(self, notes: list[domain.Notification]) -> None:
+        """Publish notifications from another thread in one wake-up of the event loop; a no-op once it is closed."""
         try:
-            self._loop.call_soon_threadsafe(self.publish, note)
+            self._loop.call_soon_threadsafe(self._publish_all, notes)
         except RuntimeError:
-            log.debug("live: event loop closed; notification not streamed")
+            log.debug("live: event loop closed; notifications not streamed", extra={"count": len(notes)})
+
+    def _publish_all(self, notes: list[domain.Notification]) -> None:
+        for note in notes:
+            self.publish(note)
 
     def close(self) -> None:
         """End every subscription; later subscriptions end at once."""

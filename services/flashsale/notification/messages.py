@@ -83,6 +83,16 @@ def interpret(env: events_pb2.EventEnvelope) -> list[domain.Incoming]:
     return []
 
 
+def check_decisions(env: events_pb2.EventEnvelope) -> None:
+    """PermanentEventError when a purchases.decided event's payload does not unpack, its columns disagree or it
+    names an invalid user (what interpret would raise), without building its notifications."""
+    batch = events_pb2.PurchasesDecided()
+    events.unpack(env, batch)
+    decided.entries(batch)
+    for user_id in set(batch.user_ids):
+        _user_id(user_id)
+
+
 def _decisions(env: events_pb2.EventEnvelope, created: int) -> list[domain.Incoming]:
     """One purchase-decided notification per decision of a purchases.decided event, named after the decision."""
     batch = events_pb2.PurchasesDecided()

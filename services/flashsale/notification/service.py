@@ -57,9 +57,14 @@ class NotificationService:
         chosen = domain.channels(incoming.notification.kind, prefs, contact, self._channels.sms_configured)
         return _Plan(contact, chosen)
 
-    def publish_live(self, note: domain.Notification) -> None:
-        """Hand a notification to the live subscribers of this replica (from any thread: the consumer's)."""
-        self._hub.publish_threadsafe(note)
+    def publish_live(self, notes: list[domain.Notification]) -> None:
+        """Hand notifications to the live subscribers of this replica (from any thread: the consumer's)."""
+        self._hub.publish_all_threadsafe(notes)
+
+    @property
+    def audience(self) -> live.Hub:
+        """Who is subscribed to this replica's live notifications."""
+        return self._hub
 
     async def get_preferences(self, user_id: str) -> domain.Preferences:
         """A user's preferences (the defaults when never set)."""
