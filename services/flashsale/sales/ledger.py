@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import types
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -39,13 +38,13 @@ class Verdict(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class BatchDecision:
-    """Everything a batch changes: new verdicts, stock taken, pool drawn, quantities newly held."""
+    """Everything a batch changes: new verdicts, stock taken, pool drawn (what users hold follows from the
+    accepted verdicts: their reservations)."""
 
     verdicts: tuple[Verdict, ...]
     duplicates: tuple[Request, ...]  # request ids decided before (the first decision stands)
     taken: int  # units reserved by this batch
     drawn: int  # units moved from the pool into the partition
-    held: Mapping[str, int]  # user → units newly reserved by this batch
 
 
 def decide_batch(
@@ -65,7 +64,6 @@ def decide_batch(
     holding = dict(held)
     verdicts: list[Verdict] = []
     duplicates: list[Request] = []
-    newly: dict[str, int] = {}
     taken = drawn = 0
     for req in requests:
         if req.request_id in seen:
@@ -82,9 +80,8 @@ def decide_batch(
             remaining -= req.quantity
             taken += req.quantity
             holding[req.user_id] = holding.get(req.user_id, 0) + req.quantity
-            newly[req.user_id] = newly.get(req.user_id, 0) + req.quantity
         verdicts.append(Verdict(req, outcome))
-    return BatchDecision(tuple(verdicts), tuple(duplicates), taken, drawn, types.MappingProxyType(newly))
+    return BatchDecision(tuple(verdicts), tuple(duplicates), taken, drawn)
 
 
 _UNLIMITED = 1 << 62
