@@ -308,7 +308,7 @@ async def test_hub_close_ends_every_stream() -> None:
 async def test_hub_takes_notifications_from_another_thread() -> None:
     hub = live.Hub(asyncio.get_running_loop())
     sub = hub.subscribe("ann")
-    thread = threading.Thread(target=hub.publish_threadsafe, args=(_note("ann"),))
+    thread = threading.Thread(target=hub.publish_all_threadsafe, args=([_note("ann")],))
     thread.start()
     thread.join()
     assert await asyncio.wait_for(sub.queue.get(), 5) == _note("ann")

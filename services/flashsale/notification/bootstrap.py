@@ -31,7 +31,7 @@ def build(settings: settings_mod.Settings) -> grpc_server.GrpcService:
     rt.consume(SUBSCRIPTIONS, consumers.deliveries(notifications), group=GROUP)
     rt.consume(
         SUBSCRIPTIONS,
-        consumers.LiveHandler(notifications.publish_live, notifications.audience),
+        consumers.LiveHandler(notifications.publish_live, hub),
         group=f"{GROUP}-live-{uuid.uuid4().hex}",
         offset_reset="latest",
     )

@@ -39,7 +39,7 @@ class Subscription:
 
 
 class Hub:
-    """Subscribers by user id; publish from the event loop or, through publish_threadsafe, from any thread."""
+    """Subscribers by user id; publish from the event loop or, through publish_all_threadsafe, from any thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, queue_size: int = QUEUE_SIZE) -> None:
         self._loop = loop
@@ -86,10 +86,6 @@ class Hub:
                 log.warning("live subscriber fell behind; dropping it", extra={"user_id": note.user_id})
                 self.unsubscribe(sub)
                 sub.end(End.DROPPED)
-
-    def publish_threadsafe(self, note: domain.Notification) -> None:
-        """Publish from another thread (the consumer's); a no-op once the loop is closed."""
-        self.publish_all_threadsafe([note])
 
     def publish_all_threadsafe(self, notes: list[domain.Notification]) -> None:
         """Publish notifications from another thread in one wake-up of the event loop; a no-op once it is closed."""

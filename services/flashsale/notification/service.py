@@ -61,11 +61,6 @@ class NotificationService:
         """Hand notifications to the live subscribers of this replica (from any thread: the consumer's)."""
         self._hub.publish_all_threadsafe(notes)
 
-    @property
-    def audience(self) -> live.Hub:
-        """Who is subscribed to this replica's live notifications."""
-        return self._hub
-
     async def get_preferences(self, user_id: str) -> domain.Preferences:
         """A user's preferences (the defaults when never set)."""
         validation.identifier(user_id, "user_id")
